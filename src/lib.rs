@@ -3,3 +3,27 @@
 pub mod diagnostics;
 pub mod load;
 pub mod source;
+pub mod model;
+pub mod semantic;
+pub mod plan;
+pub mod sql;
+pub mod exec;
+pub mod cli;
+
+use std::path::Path;
+
+/// load → model → semantic for the project at `root`. The model is
+/// returned even when the diagnostics have errors, so every problem can be
+/// reported; do not plan such a model.
+pub fn analyze_project(
+    root: &Path,
+    catalog: &mut dyn semantic::Catalog,
+) -> (semantic::SemanticModel, diagnostics::Diagnostics) {
+    let mut sources = source::SourceMap::new();
+    let (raw, mut diags) = load::load_project(root, &mut sources);
+    let (project, model_diags) = model::model_from_raw(&raw, &sources, root);
+    diags.extend(model_diags);
+    let (model, semantic_diags) = semantic::analyze(project, sources, catalog);
+    diags.extend(semantic_diags);
+    (model, diags)
+}

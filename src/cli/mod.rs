@@ -1,0 +1,405 @@
+//! The `kpic` command line: argument parsing (clap), one function per
+//! subcommand, printing and exit codes (0 success, 1 the project has
+//! errors, 2 usage or environment failure). The only module that prints.
+
+mod init;
+mod output;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::diagnostics::{Code, Diagnostic, Diagnostics, render};
+use crate::model::{AsOf, parse_as_of};
+use crate::plan::PlanOptions;
+use crate::semantic::{NoCatalog, SemanticModel};
+use crate::source::SourceMap;
+
+#[derive(Parser, Debug)]
+#[command(name = "kpic", version, about = "kpic compiles KPI definitions to SQL and runs them")]
+struct Cli {
+    /// The project directory (default: the current directory).
+    #[arg(long, global = true, default_value = ".")]
+    project: PathBuf,
+    /// Print only errors and the requested output.
+    #[arg(long, global = true)]
+    quiet: bool,
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
+    color: ColorChoice,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq)]
+enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq)]
+enum CheckFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq)]
+pub enum RunFormat {
+    Table,
+    Csv,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Scaffold a new project (example models, macros and data).
+    Init {
+        /// Where to create it (default: the current directory).
+        dir: Option<PathBuf>,
+    },
+    /// Load, validate and lint the project; exit 1 on errors.
+    Check {
+        #[arg(long, value_enum, default_value_t = CheckFormat::Human)]
+        format: CheckFormat,
+        /// Print the documentation of a diagnostic code (e.g. KPI203).
+        #[arg(long, value_name = "CODE")]
+        explain_code: Option<String>,
+    },
+    /// List sources, metrics and KPIs with their kinds.
+    List {
+        #[arg(long, value_enum, default_value_t = CheckFormat::Human)]
+        format: CheckFormat,
+    },
+    /// Write the SQL of the output tables for a dialect.
+    Compile {
+        /// duckdb, postgres, snowflake, bigquery, databricks, redshift, trino or clickhouse.
+        #[arg(long)]
+        dialect: Option<String>,
+        /// Output directory (default: <target>/compiled).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// The date whose period is current (YYYY-MM-DD, `latest` or `today`).
+        #[arg(long)]
+        as_of: Option<String>,
+    },
+    /// Compile, execute on DuckDB, materialize the output tables and print the KPI table.
+    Run {
+        /// The DuckDB database file (default: the project's, target/kpic.duckdb).
+        #[arg(long)]
+        db: Option<PathBuf>,
+        #[arg(long)]
+        as_of: Option<String>,
+        /// Only these KPIs.
+        #[arg(long, num_args = 1..)]
+        select: Vec<String>,
+        #[arg(long, value_enum, default_value_t = RunFormat::Table)]
+        format: RunFormat,
+        /// Also write each output table as CSV into this directory.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// DuckDB memory limit (e.g. 2GB).
+        #[arg(long)]
+        memory_limit: Option<String>,
+        /// Stop a build that runs longer than this many seconds.
+        #[arg(long)]
+        timeout: Option<f64>,
+    },
+}
+
+/// How a command ended.
+pub enum Outcome {
+    Ok,
+    ProjectErrors,
+    Failure,
+}
+
+struct Ctx {
+    root: PathBuf,
+    quiet: bool,
+    color: bool,
+}
+
+impl Ctx {
+    fn report(&self, diags: &Diagnostics, sources: &SourceMap) {
+        if diags.is_empty() {
+            return;
+        }
+        let diags = diags.clone().sorted();
+        let shown = if self.quiet {
+            Diagnostics(diags.0.into_iter().filter(|d| d.is_error()).collect())
+        } else {
+            diags
+        };
+        if shown.is_empty() {
+            return;
+        }
+        let text = render::human(&shown, sources, self.color);
+        let _ = writeln!(std::io::stderr(), "{text}");
+    }
+
+    fn info(&self, msg: &str) {
+        if !self.quiet {
+            let _ = writeln!(std::io::stderr(), "{msg}");
+        }
+    }
+}
+
+/// Exit status for diagnostics that stopped a command.
+fn failure_kind(diags: &Diagnostics) -> Outcome {
+    let environment = diags
+        .iter()
+        .filter(|d| d.is_error())
+        .all(|d| matches!(d.code, Code::Database | Code::Timeout | Code::DialectUnsupported));
+    if environment { Outcome::Failure } else { Outcome::ProjectErrors }
+}
+
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let color = match cli.color {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => {
+            std::env::var_os("NO_COLOR").is_none()
+                && std::io::IsTerminal::is_terminal(&std::io::stderr())
+        }
+    };
+    let root = if cli.project.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        cli.project.clone()
+    };
+    let ctx = Ctx {
+        root,
+        quiet: cli.quiet,
+        color,
+    };
+    let outcome = match cli.command {
+        Command::Init { dir } => init::init(&ctx, dir.as_deref()),
+        Command::Check { format, explain_code } => check(&ctx, format, explain_code),
+        Command::List { format } => list(&ctx, format),
+        Command::Compile { dialect, out, as_of } => compile(&ctx, dialect, out, as_of),
+        Command::Run {
+            db,
+            as_of,
+            select,
+            format,
+            out,
+            memory_limit,
+            timeout,
+        } => run(&ctx, RunArgs {
+            db,
+            as_of,
+            select,
+            format,
+            out,
+            memory_limit,
+            timeout,
+        }),
+    };
+    match outcome {
+        Outcome::Ok => ExitCode::SUCCESS,
+        Outcome::ProjectErrors => ExitCode::from(1),
+        Outcome::Failure => ExitCode::from(2),
+    }
+}
+
+/// load → model → semantic. `None` when the project has errors (reported).
+fn analyze(ctx: &Ctx, catalog: &mut dyn crate::semantic::Catalog, json: bool) -> (Option<SemanticModel>, Diagnostics) {
+    if !ctx.root.is_dir() {
+        let d = Diagnostic::new(Code::ModelDir, format!("project directory `{}` does not exist", ctx.root.display()))
+            .with_help("pass --project DIR, or run kpic inside a project (kpic init creates one)");
+        return (None, d.into());
+    }
+    let (model, diags) = crate::analyze_project(&ctx.root, catalog);
+    if !json {
+        ctx.report(&diags, &model.sources);
+    }
+    if diags.has_errors() {
+        (None, diags)
+    } else {
+        (Some(model), diags)
+    }
+}
+
+fn check(ctx: &Ctx, format: CheckFormat, explain_code: Option<String>) -> Outcome {
+    if let Some(code) = explain_code {
+        return match Code::parse(&code) {
+            Some(c) => {
+                println!("{}: {}\n\n{}", c.as_str(), c.title(), c.doc());
+                Outcome::Ok
+            }
+            None => {
+                eprintln!("error: unknown diagnostic code `{code}`");
+                Outcome::Failure
+            }
+        };
+    }
+    let mut catalog = crate::exec::DuckDbCatalog::new(&ctx.root);
+    let (model, diags) = crate::analyze_project(&ctx.root, &mut catalog);
+    match format {
+        CheckFormat::Json => println!("{}", render::json(&diags, &model.sources)),
+        CheckFormat::Human => {
+            ctx.report(&diags, &model.sources);
+            if !diags.has_errors() {
+                ctx.info(&format!(
+                    "ok: {} sources, {} metrics, {} KPIs",
+                    model.project.sources.len(),
+                    model.project.metrics.len(),
+                    model.project.kpis.len()
+                ));
+            }
+        }
+    }
+    if diags.has_errors() { Outcome::ProjectErrors } else { Outcome::Ok }
+}
+
+fn list(ctx: &Ctx, format: CheckFormat) -> Outcome {
+    let (model, _) = analyze(ctx, &mut NoCatalog, format == CheckFormat::Json);
+    let Some(model) = model else { return Outcome::ProjectErrors };
+    output::list(&model, format == CheckFormat::Json);
+    Outcome::Ok
+}
+
+fn parse_as_of_arg(ctx: &Ctx, as_of: Option<&str>) -> Result<Option<AsOf>, Outcome> {
+    match as_of {
+        None => Ok(None),
+        Some(s) => match parse_as_of(s) {
+            Some(a) => Ok(Some(a)),
+            None => {
+                let _ = ctx;
+                eprintln!("error: --as-of `{s}` is not a date (YYYY-MM-DD), `latest` or `today`");
+                Err(Outcome::Failure)
+            }
+        },
+    }
+}
+
+fn compile(ctx: &Ctx, dialect: Option<String>, out: Option<PathBuf>, as_of: Option<String>) -> Outcome {
+    let as_of = match parse_as_of_arg(ctx, as_of.as_deref()) {
+        Ok(a) => a,
+        Err(o) => return o,
+    };
+    let (model, _) = analyze(ctx, &mut NoCatalog, false);
+    let Some(model) = model else { return Outcome::ProjectErrors };
+    let dialect_name = dialect.unwrap_or_else(|| model.project.config.dialect.value.clone());
+    let Some(dialect) = crate::sql::dialect_named(&dialect_name) else {
+        let d = if crate::sql::DIALECTS.contains(&dialect_name.as_str()) {
+            Diagnostic::new(Code::DialectUnsupported, format!("dialect `{dialect_name}` is not supported yet"))
+                .with_help("use --dialect duckdb; the other engines are on the roadmap")
+        } else {
+            Diagnostic::new(Code::DialectUnsupported, format!("unknown dialect `{dialect_name}`"))
+                .with_help(format!("dialects: {}", crate::sql::DIALECTS.join(", ")))
+        };
+        ctx.report(&d.into(), &model.sources);
+        return Outcome::Failure;
+    };
+    let options = PlanOptions {
+        as_of,
+        select: vec![],
+        local_files: dialect.name() == "duckdb",
+    };
+    let plan = match crate::plan::plan_kpis(&model, &options) {
+        Ok(p) => p,
+        Err(d) => {
+            ctx.report(&d, &model.sources);
+            return failure_kind(&d);
+        }
+    };
+    let compiled = crate::sql::plan_to_sql(&plan, &model, dialect.as_ref());
+    let out_dir = out
+        .unwrap_or_else(|| ctx.root.join(&model.project.config.target_dir).join("compiled"))
+        .join(dialect.name());
+    if let Err(e) = write_compiled(&out_dir, &compiled) {
+        eprintln!("error: cannot write `{}`: {e}", out_dir.display());
+        return Outcome::Failure;
+    }
+    ctx.info(&format!("compiled {} KPIs for {} into {}", plan.kpis.len(), dialect.name(), out_dir.display()));
+    Outcome::Ok
+}
+
+fn write_compiled(dir: &Path, compiled: &crate::sql::CompiledSql) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    for table in crate::sql::OUTPUT_TABLES {
+        if let Some(q) = compiled.standalone(table) {
+            std::fs::write(dir.join(format!("{table}.sql")), format!("{q:#}\n"))?;
+        }
+    }
+    std::fs::write(dir.join("build.sql"), compiled.build_script())?;
+    Ok(())
+}
+
+struct RunArgs {
+    db: Option<PathBuf>,
+    as_of: Option<String>,
+    select: Vec<String>,
+    format: RunFormat,
+    out: Option<PathBuf>,
+    memory_limit: Option<String>,
+    timeout: Option<f64>,
+}
+
+fn run(ctx: &Ctx, args: RunArgs) -> Outcome {
+    let as_of = match parse_as_of_arg(ctx, args.as_of.as_deref()) {
+        Ok(a) => a,
+        Err(o) => return o,
+    };
+    let mut catalog = crate::exec::DuckDbCatalog::new(&ctx.root);
+    let (model, _) = analyze(ctx, &mut catalog, false);
+    let Some(model) = model else { return Outcome::ProjectErrors };
+    let options = PlanOptions {
+        as_of,
+        select: args.select.clone(),
+        local_files: true,
+    };
+    let plan = match crate::plan::plan_kpis(&model, &options) {
+        Ok(p) => p,
+        Err(d) => {
+            ctx.report(&d, &model.sources);
+            return failure_kind(&d);
+        }
+    };
+    let compiled = crate::sql::plan_to_sql(&plan, &model, &crate::sql::dialect::DuckDb);
+    let database = match &args.db {
+        Some(p) if p.as_os_str() == ":memory:" => ":memory:".to_string(),
+        Some(p) => std::path::absolute(p).unwrap_or_else(|_| p.clone()).to_string_lossy().into_owned(),
+        None => model.project.config.database.clone(),
+    };
+    let timeout = match args.timeout {
+        Some(t) if t.is_finite() && t > 0.0 => Some(Duration::from_secs_f64(t)),
+        Some(t) => {
+            eprintln!("error: --timeout must be a positive number of seconds, not {t}");
+            return Outcome::Failure;
+        }
+        None => None,
+    };
+    let run_options = crate::exec::RunOptions {
+        database,
+        memory_limit: args.memory_limit.clone().or(model.project.config.memory_limit.clone()).or(Some("2GB".into())),
+        timeout,
+    };
+    let rows = match crate::exec::run_build(&model.project, &compiled, &run_options) {
+        Ok(rows) => rows,
+        Err(d) => {
+            ctx.report(&d, &model.sources);
+            return failure_kind(&d);
+        }
+    };
+    if let Some(dir) = &args.out
+        && let Err(e) = output::write_csv(dir, &rows)
+    {
+        eprintln!("error: cannot write `{}`: {e}", dir.display());
+        return Outcome::Failure;
+    }
+    output::print_results(&model, &rows, args.format, ctx.color);
+    Outcome::Ok
+}

@@ -1,0 +1,304 @@
+//! Exec: runs compiled SQL on the embedded DuckDB. The only module that
+//! mentions `duckdb::`.
+//!
+//! In: a [`CompiledSql`] and [`RunOptions`]. Out: the output tables,
+//! replaced in one transaction (a failure rolls back and leaves the old
+//! tables intact), and the KPI rows read back for printing. Also the
+//! [`DuckDbCatalog`] that reads the schemas of local files for `check`.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
+use std::time::Duration;
+
+use duckdb::{AccessMode, Config, Connection};
+
+use crate::diagnostics::{Code, Diagnostic, Diagnostics};
+use crate::model::{Project, Relation, Source};
+use crate::semantic::{Catalog, Column};
+use crate::sql::CompiledSql;
+
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// The database file, or `:memory:`.
+    pub database: String,
+    /// DuckDB memory limit, e.g. `2GB`.
+    pub memory_limit: Option<String>,
+    /// Interrupt the build after this long.
+    pub timeout: Option<Duration>,
+}
+
+/// One kpi_results row, as printed by `kpic run`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct KpiRow {
+    pub kpi: String,
+    pub label: Option<String>,
+    pub metric: String,
+    pub grain: String,
+    pub period: String,
+    pub period_start: String,
+    pub period_end: String,
+    pub is_complete: bool,
+    pub actual: Option<f64>,
+    pub target: Option<f64>,
+    pub attainment: Option<f64>,
+    pub status: String,
+    pub projected: Option<f64>,
+    pub previous: Option<f64>,
+    pub change: Option<f64>,
+    pub change_pct: Option<f64>,
+    pub last_year: Option<f64>,
+    pub yoy_change_pct: Option<f64>,
+    pub numerator: Option<f64>,
+    pub denominator: Option<f64>,
+    pub direction: String,
+    pub indicator: Option<String>,
+    pub owner: Option<String>,
+}
+
+fn configure(conn: &Connection, root: &Path, memory_limit: Option<&str>) -> duckdb::Result<()> {
+    // Relative `path:`s resolve against the project, wherever kpic runs.
+    let root = root.to_string_lossy().replace('\'', "''");
+    conn.execute_batch(&format!("SET file_search_path = '{root}'"))?;
+    if let Some(limit) = memory_limit {
+        conn.execute_batch(&format!("SET memory_limit = '{}'", limit.replace('\'', "''")))?;
+    }
+    Ok(())
+}
+
+fn database_path(root: &Path, database: &str) -> Option<PathBuf> {
+    (database != ":memory:").then(|| root.join(database))
+}
+
+fn open(root: &Path, options: &RunOptions) -> Result<Connection, Diagnostic> {
+    let fail = |e: String| {
+        Diagnostic::new(Code::Database, format!("cannot open the DuckDB database `{}`: {e}", options.database))
+            .with_help("check the path and that no other process is writing to it")
+    };
+    let conn = match database_path(root, &options.database) {
+        Some(path) => {
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| fail(e.to_string()))?;
+            }
+            Connection::open(&path)
+        }
+        None => Connection::open_in_memory(),
+    }
+    .map_err(|e| fail(e.to_string()))?;
+    configure(&conn, root, options.memory_limit.as_deref()).map_err(|e| {
+        Diagnostic::new(Code::Database, format!("cannot configure DuckDB: {e}"))
+            .with_help("a memory limit looks like `2GB` or `512MB`")
+    })?;
+    Ok(conn)
+}
+
+/// Runs `f` on the connection, interrupting it after `timeout`.
+fn with_timeout<T>(conn: &Connection, timeout: Option<Duration>, f: impl FnOnce() -> T) -> (T, bool) {
+    let Some(timeout) = timeout else {
+        return (f(), false);
+    };
+    let handle = conn.interrupt_handle();
+    let fired = Arc::new(AtomicBool::new(false));
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    let fired_in = fired.clone();
+    let watcher = std::thread::spawn(move || {
+        if done_rx.recv_timeout(timeout).is_err() {
+            fired_in.store(true, Ordering::SeqCst);
+            handle.interrupt();
+        }
+    });
+    let out = f();
+    let _ = done_tx.send(());
+    let _ = watcher.join();
+    (out, fired.load(Ordering::SeqCst))
+}
+
+/// Checks joins, then replaces the output tables in one transaction.
+pub fn run_build(project: &Project, compiled: &CompiledSql, options: &RunOptions) -> Result<Vec<KpiRow>, Diagnostics> {
+    let conn = open(&project.root, options).map_err(Diagnostics::from)?;
+    let mut diags = Diagnostics::new();
+    for c in &compiled.checks {
+        if c.check.keys.is_empty() {
+            continue;
+        }
+        let sql = c.query.to_string();
+        let found: duckdb::Result<Option<Vec<String>>> = conn.prepare(&sql).and_then(|mut st| {
+            let mut rows = st.query([])?;
+            match rows.next()? {
+                Some(row) => {
+                    let mut key = Vec::new();
+                    for i in 0..c.check.keys.len() {
+                        key.push(row.get::<_, Option<String>>(i)?.unwrap_or_default());
+                    }
+                    Ok(Some(key))
+                }
+                None => Ok(None),
+            }
+        });
+        match found {
+            Ok(Some(key)) => diags.push(
+                Diagnostic::new(
+                    Code::JoinFanOut,
+                    format!(
+                        "join from `{}` to `{}` duplicates rows: key {} = {} appears more than once in `{}`",
+                        c.check.source,
+                        c.check.joined,
+                        c.check.keys.join(", "),
+                        key.join(", "),
+                        c.check.joined
+                    ),
+                )
+                .at(c.check.span, "this join must be many-to-one")
+                .with_help("join on a key that is unique in the joined source, or deduplicate it with a `sql:` source"),
+            ),
+            Ok(None) => {}
+            Err(e) => diags.push(
+                Diagnostic::new(Code::QueryFailed, format!("checking the join from `{}` to `{}` failed: {e}", c.check.source, c.check.joined))
+                    .at(c.check.span, "this join"),
+            ),
+        }
+    }
+    if diags.has_errors() {
+        return Err(diags);
+    }
+    let statements = compiled.build_statements();
+    let (result, timed_out) = with_timeout(&conn, options.timeout, || -> Result<(), (String, String)> {
+        conn.execute_batch("BEGIN TRANSACTION").map_err(|e| ("transaction".to_string(), e.to_string()))?;
+        for st in &statements {
+            if let Err(e) = conn.execute_batch(&st.sql) {
+                let _ = conn.execute_batch("ROLLBACK");
+                return Err((st.label.clone(), e.to_string()));
+            }
+        }
+        conn.execute_batch("COMMIT").map_err(|e| ("commit".to_string(), e.to_string()))
+    });
+    if let Err((label, e)) = result {
+        let (code, message) = if timed_out {
+            (Code::Timeout, format!("building `{label}` took longer than the timeout"))
+        } else {
+            (Code::QueryFailed, format!("building `{label}` failed: {e}"))
+        };
+        let mut d = Diagnostic::new(code, message)
+            .with_help("the previous output tables are unchanged; run `kpic compile` to read the SQL");
+        if let Some(kpi) = kpi_of_step(&label)
+            && let Some(k) = project.kpi(kpi)
+        {
+            d = d.at(k.name.span, "while computing this KPI");
+        } else if let Some(span) = source_of_step(project, &label) {
+            d = d.at(span, "while reading this source");
+        }
+        return Err(d.into());
+    }
+    read_results(&conn).map_err(|e| {
+        Diagnostics::from(Diagnostic::new(Code::QueryFailed, format!("reading kpi_results back failed: {e}")))
+    })
+}
+
+fn kpi_of_step(label: &str) -> Option<&str> {
+    let rest = label.strip_prefix("kpic_k_")?;
+    let (name, _) = rest.rsplit_once('_')?;
+    Some(name)
+}
+
+fn source_of_step(project: &Project, label: &str) -> Option<crate::source::Span> {
+    project
+        .sources
+        .iter()
+        .filter(|s| label.contains(&format!("_{}_", s.name.value)) || label.ends_with(&format!("_{}", s.name.value)))
+        .max_by_key(|s| s.name.value.len())
+        .map(|s| s.name.span)
+}
+
+fn read_results(conn: &Connection) -> duckdb::Result<Vec<KpiRow>> {
+    let mut st = conn.prepare(
+        "SELECT kpi, label, metric, grain, period, CAST(period_start AS VARCHAR), CAST(period_end AS VARCHAR), \
+         is_complete, actual, target, attainment, status, projected, previous, change, change_pct, last_year, \
+         yoy_change_pct, numerator, denominator, direction, indicator, owner \
+         FROM kpi_results ORDER BY kpi, period_start",
+    )?;
+    let rows = st.query_map([], |r| {
+        Ok(KpiRow {
+            kpi: r.get(0)?,
+            label: r.get(1)?,
+            metric: r.get(2)?,
+            grain: r.get(3)?,
+            period: r.get(4)?,
+            period_start: r.get(5)?,
+            period_end: r.get(6)?,
+            is_complete: r.get(7)?,
+            actual: r.get(8)?,
+            target: r.get(9)?,
+            attainment: r.get(10)?,
+            status: r.get(11)?,
+            projected: r.get(12)?,
+            previous: r.get(13)?,
+            change: r.get(14)?,
+            change_pct: r.get(15)?,
+            last_year: r.get(16)?,
+            yoy_change_pct: r.get(17)?,
+            numerator: r.get(18)?,
+            denominator: r.get(19)?,
+            direction: r.get(20)?,
+            indicator: r.get(21)?,
+            owner: r.get(22)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// Reads the schemas of local file sources (and of `sql:` sources over
+/// them) through an in-memory DuckDB.
+pub struct DuckDbCatalog {
+    conn: Option<Connection>,
+}
+
+impl DuckDbCatalog {
+    pub fn new(root: &Path) -> DuckDbCatalog {
+        let conn = Connection::open_in_memory()
+            .ok()
+            .filter(|c| configure(c, root, Some("1GB")).is_ok());
+        DuckDbCatalog { conn }
+    }
+}
+
+impl Catalog for DuckDbCatalog {
+    fn describe(&mut self, _project: &Project, source: &Source) -> Result<Option<Vec<Column>>, Diagnostic> {
+        let Some(conn) = &self.conn else { return Ok(None) };
+        let (relation, span) = match &source.relation {
+            Relation::Path { path, .. } => {
+                let dialect = crate::sql::dialect::DuckDb;
+                let rel = crate::sql::Dialect::file_relation(&dialect, &path.value, "t");
+                (rel.to_string(), path.span)
+            }
+            // A `sql:` or table source may name warehouse tables kpic cannot
+            // see here; describe it when possible, trust it otherwise.
+            Relation::Sql(q) => (format!("({}) AS t", q.value), q.span),
+            _ => return Ok(None),
+        };
+        let sql = format!("DESCRIBE SELECT * FROM {relation}");
+        let result: duckdb::Result<Vec<Column>> = conn.prepare(&sql).and_then(|mut st| {
+            st.query_map([], |r| {
+                Ok(Column {
+                    name: r.get(0)?,
+                    data_type: r.get(1)?,
+                })
+            })?
+            .collect()
+        });
+        match (result, &source.relation) {
+            (Ok(cols), _) => Ok(Some(cols)),
+            (Err(e), Relation::Path { .. }) => Err(Diagnostic::new(
+                Code::SchemaUnreadable,
+                format!("cannot read the columns of source `{}`: {e}", source.name.value),
+            )
+            .at(span, "this file")
+            .with_help("check that the file is valid CSV, Parquet or JSON")),
+            (Err(_), _) => Ok(None),
+        }
+    }
+}
+
+/// Opens a database read-only (for `kpic explain` and tests).
+pub fn open_read_only(path: &Path) -> duckdb::Result<Connection> {
+    Connection::open_with_flags(path, Config::default().access_mode(AccessMode::ReadOnly)?)
+}

@@ -1,0 +1,731 @@
+//! Model: raw definitions → typed [`Project`]. Renders every SQL field
+//! through the [`template`] stage and parses it with sqlparser; gives enums,
+//! numbers and dates their types; reads target files.
+//!
+//! In: [`RawProject`] + [`SourceMap`]. Out: a [`Project`] holding every
+//! definition that could be typed, plus diagnostics for the ones that could
+//! not (so the semantic stage can still report the rest in the same run).
+
+pub mod period;
+pub mod sql_field;
+pub mod template;
+pub mod types;
+
+use std::path::Path;
+
+use chrono::NaiveDate;
+
+pub use types::*;
+
+use crate::diagnostics::{Code, Diagnostic, Diagnostics, did_you_mean};
+use crate::load::raw::{
+    RawConfig, RawDimension, RawJoin, RawKpi, RawMetric, RawProject, RawSource, RawTarget, Text,
+};
+use crate::source::{SourceMap, Span, Spanned};
+use template::Templater;
+
+/// Types a raw project. Never fails as a whole: definitions that cannot be
+/// typed are left out and reported.
+pub fn model_from_raw(
+    raw: &RawProject,
+    sources: &SourceMap,
+    root: &Path,
+) -> (Project, Diagnostics) {
+    let mut diags = Diagnostics::new();
+    let templater = Templater::new(raw, sources, &mut diags);
+    let mut cx = Cx {
+        sources,
+        templater: &templater,
+        diags: &mut diags,
+        root,
+    };
+    let config = cx.config(raw.config.as_ref());
+    let mut project = Project {
+        root: root.to_path_buf(),
+        config,
+        sources: Vec::new(),
+        metrics: Vec::new(),
+        kpis: Vec::new(),
+    };
+    for file in &raw.files {
+        for s in &file.sources {
+            if let Some(s) = cx.source(s) {
+                project.sources.push(s);
+            }
+        }
+        for m in &file.metrics {
+            if let Some(m) = cx.metric(m) {
+                project.metrics.push(m);
+            }
+        }
+    }
+    for file in &raw.files {
+        for k in &file.kpis {
+            if let Some(k) = cx.kpi(k) {
+                project.kpis.push(k);
+            }
+        }
+    }
+    (project, diags)
+}
+
+struct Cx<'a> {
+    sources: &'a SourceMap,
+    templater: &'a Templater,
+    diags: &'a mut Diagnostics,
+    root: &'a Path,
+}
+
+fn text(t: &Option<Text>) -> Option<String> {
+    t.as_ref().map(|t| t.value.clone())
+}
+
+impl Cx<'_> {
+    fn error(&mut self, d: Diagnostic) {
+        self.diags.push(d);
+    }
+
+    fn required<'t>(&mut self, value: &'t Option<Text>, key: &str, what: &str, span: Span) -> Option<&'t Text> {
+        if value.is_none() {
+            self.error(
+                Diagnostic::new(Code::MissingKey, format!("{what} has no `{key}`"))
+                    .at(Span::new(span.file, span.start, span.start), format!("add `{key}:` here"))
+                    .with_help(format!("every {what} needs `{key}`")),
+            );
+        }
+        value.as_ref()
+    }
+
+    fn expr(&mut self, field: &Text) -> Option<SqlExpr> {
+        let rendered = match self.templater.render(field) {
+            Ok(r) => r,
+            Err(d) => {
+                self.error(d);
+                return None;
+            }
+        };
+        match sql_field::parse_expr(&rendered, field.span, self.sources) {
+            Ok(e) => Some(e),
+            Err(d) => {
+                self.error(d);
+                None
+            }
+        }
+    }
+
+    fn one_of<T: Copy>(&mut self, field: &Text, what: &str, options: &[(&str, T)]) -> Option<T> {
+        let v = field.value.trim();
+        if let Some((_, t)) = options.iter().find(|(name, _)| *name == v) {
+            return Some(*t);
+        }
+        let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
+        let label = match did_you_mean(v, names.iter().copied()) {
+            Some(s) => format!("did you mean `{s}`?"),
+            None => format!("expected one of: {}", names.join(", ")),
+        };
+        self.error(
+            Diagnostic::new(Code::InvalidValue, format!("invalid {what} `{v}`"))
+                .at(field.span, label)
+                .with_help(format!("{what} is one of: {}", names.join(", "))),
+        );
+        None
+    }
+
+    fn config(&mut self, raw: Option<&RawConfig>) -> Config {
+        let mut config = Config {
+            name: "kpic_project".into(),
+            dialect: Spanned::new("duckdb".into(), Span::new(crate::source::FileId(0), 0, 0)),
+            database: "target/kpic.duckdb".into(),
+            target_dir: "target".into(),
+            as_of: AsOf::Latest,
+            memory_limit: None,
+        };
+        let Some(raw) = raw else { return config };
+        if let Some(n) = &raw.name {
+            config.name = n.value.clone();
+        }
+        if let Some(t) = &raw.target {
+            config.target_dir = t.value.clone();
+            config.database = format!("{}/kpic.duckdb", t.value.trim_end_matches('/'));
+        }
+        if let Some(w) = &raw.warehouse {
+            if let Some(d) = &w.dialect {
+                config.dialect = d.clone();
+            }
+            if let Some(db) = &w.database {
+                config.database = db.value.clone();
+            }
+        }
+        if let Some(m) = &raw.memory_limit {
+            config.memory_limit = Some(m.value.clone());
+        }
+        if let Some(a) = &raw.as_of {
+            match parse_as_of(&a.value) {
+                Some(v) => config.as_of = v,
+                None => self.error(
+                    Diagnostic::new(Code::InvalidValue, format!("invalid as_of `{}`", a.value))
+                        .at(a.span, "expected `latest`, `today` or a date")
+                        .with_help("write a date as YYYY-MM-DD"),
+                ),
+            }
+        }
+        config
+    }
+
+    fn source(&mut self, raw: &RawSource) -> Option<Source> {
+        let name = self.required(&raw.name, "name", "a source", raw.span)?.clone();
+        let relation = self.relation(raw, &name)?;
+        let time = raw.time.as_ref().and_then(|t| self.expr(t));
+        let dimensions = raw.dimensions.iter().filter_map(|d| self.dimension(d)).collect();
+        let joins = raw.joins.iter().filter_map(|j| self.join(j)).collect();
+        Some(Source {
+            name,
+            span: raw.span,
+            label: text(&raw.label),
+            description: text(&raw.description),
+            relation,
+            time,
+            dimensions,
+            joins,
+        })
+    }
+
+    fn relation(&mut self, raw: &RawSource, name: &Text) -> Option<Relation> {
+        let given: Vec<(&str, &Text)> = [
+            ("path", &raw.path),
+            ("table", &raw.table),
+            ("sql", &raw.sql),
+            ("ref", &raw.dbt_ref),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| (k, v)))
+        .collect();
+        let keys: Vec<&str> = given.iter().map(|(k, _)| *k).collect();
+        let ok_combo = matches!(keys.as_slice(), [_] | ["path", "table"]);
+        if !ok_combo {
+            let mut d = Diagnostic::new(
+                Code::SourceRelation,
+                format!(
+                    "source `{}` needs exactly one of `path`, `table`, `sql`, `ref`{}",
+                    name.value,
+                    if keys.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (it has {})", keys.join(", "))
+                    }
+                ),
+            )
+            .with_help("`path` and `table` may be given together: path on DuckDB, table elsewhere");
+            d = match given.get(1) {
+                Some((k, v)) => d.at(v.span, format!("`{k}` conflicts with `{}`", given[0].0)),
+                None => d.at(name.span, "this source has no relation"),
+            };
+            self.error(d);
+            return None;
+        }
+        let object_name = |cx: &mut Self, t: &Text| -> Option<Spanned<sqlparser::ast::ObjectName>> {
+            let rendered = match cx.templater.render(t) {
+                Ok(r) => r,
+                Err(d) => {
+                    cx.error(d);
+                    return None;
+                }
+            };
+            match sql_field::parse_object_name(&rendered, t.span, cx.sources) {
+                Ok(n) => Some(Spanned::new(n, t.span)),
+                Err(d) => {
+                    cx.error(d);
+                    None
+                }
+            }
+        };
+        if let Some(path) = &raw.path {
+            let table = match &raw.table {
+                Some(t) => Some(object_name(self, t)?),
+                None => None,
+            };
+            let rendered = match self.templater.render(path) {
+                Ok(r) => r,
+                Err(d) => {
+                    self.error(d);
+                    return None;
+                }
+            };
+            return Some(Relation::Path {
+                path: Spanned::new(rendered, path.span),
+                table,
+            });
+        }
+        if let Some(t) = &raw.table {
+            return object_name(self, t).map(Relation::Table);
+        }
+        if let Some(r) = &raw.dbt_ref {
+            return object_name(self, r).map(Relation::DbtRef);
+        }
+        let sql = raw.sql.as_ref()?;
+        let rendered = match self.templater.render(sql) {
+            Ok(r) => r,
+            Err(d) => {
+                self.error(d);
+                return None;
+            }
+        };
+        match sql_field::parse_query(&rendered, sql.span, self.sources) {
+            Ok(q) => Some(Relation::Sql(Spanned::new(q, sql.span))),
+            Err(d) => {
+                self.error(d);
+                None
+            }
+        }
+    }
+
+    fn dimension(&mut self, raw: &RawDimension) -> Option<Dimension> {
+        let name = self.required(&raw.name, "name", "a dimension", raw.span)?.clone();
+        let expr = match &raw.expr {
+            Some(e) => self.expr(e)?,
+            None => SqlExpr {
+                expr: sqlparser::ast::Expr::Identifier(sqlparser::ast::Ident::new(
+                    name.value.clone(),
+                )),
+                text: name.value.clone(),
+                span: name.span,
+            },
+        };
+        Some(Dimension {
+            name,
+            label: text(&raw.label),
+            description: text(&raw.description),
+            expr,
+        })
+    }
+
+    fn join(&mut self, raw: &RawJoin) -> Option<Join> {
+        let source = self.required(&raw.source, "source", "a join", raw.span)?.clone();
+        let on = self.required(&raw.on, "on", "a join", raw.span)?;
+        let simple = on
+            .value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && !on.value.is_empty();
+        let on = if simple {
+            JoinOn::Column(on.clone())
+        } else {
+            JoinOn::Expr(self.expr(on)?)
+        };
+        Some(Join {
+            source,
+            span: raw.span,
+            on,
+        })
+    }
+
+    fn metric(&mut self, raw: &RawMetric) -> Option<Metric> {
+        let name = self.required(&raw.name, "name", "a metric", raw.span)?.clone();
+        let format = match &raw.format {
+            Some(f) => self.one_of(
+                f,
+                "format",
+                &[
+                    ("number", Format::Number),
+                    ("currency", Format::Currency),
+                    ("percent", Format::Percent),
+                ],
+            )?,
+            None => Format::Number,
+        };
+        let fill_null = match &raw.fill_null {
+            Some(f) => Some(self.number(f, "fill_null")?),
+            None => None,
+        };
+        let kind = match (&raw.measure, &raw.expr) {
+            (Some(_), Some(e)) => {
+                self.error(
+                    Diagnostic::new(
+                        Code::MetricKind,
+                        format!("metric `{}` has both `measure` and `expr`", name.value),
+                    )
+                    .at(e.span, "a metric is a measure or derived, not both")
+                    .with_help("keep `measure` (with `source`) or `expr`"),
+                );
+                return None;
+            }
+            (None, Some(e)) => {
+                for (key, v) in [
+                    ("source", &raw.source),
+                    ("filter", &raw.filter),
+                    ("window", &raw.window),
+                    ("to_date", &raw.to_date),
+                ] {
+                    if let Some(v) = v {
+                        self.error(
+                            Diagnostic::new(
+                                Code::MetricKind,
+                                format!("derived metric `{}` cannot have `{key}`", name.value),
+                            )
+                            .at(v.span, format!("`{key}` applies to measure metrics only"))
+                            .with_help("put it on the measure metrics this expression uses"),
+                        );
+                    }
+                }
+                MetricKind::Derived { expr: self.expr(e)? }
+            }
+            (Some(m), None) => {
+                let Some(source) = raw.source.clone() else {
+                    self.error(
+                        Diagnostic::new(
+                            Code::MissingKey,
+                            format!("measure metric `{}` has no `source`", name.value),
+                        )
+                        .at(name.span, "add `source:` to this metric")
+                        .with_help("a measure is computed over the rows of one source"),
+                    );
+                    return None;
+                };
+                let measure = self.expr(m);
+                let filter = raw.filter.as_ref().and_then(|f| self.expr(f));
+                let accumulation = self.accumulation(raw)?;
+                MetricKind::Measure {
+                    source,
+                    measure: measure?,
+                    filter,
+                    accumulation,
+                }
+            }
+            (None, None) => {
+                self.error(
+                    Diagnostic::new(
+                        Code::MissingKey,
+                        format!("metric `{}` has neither `measure` nor `expr`", name.value),
+                    )
+                    .at(name.span, "this metric computes nothing")
+                    .with_help("add `source` + `measure: sum(col)`, or `expr: a / b` over other metrics"),
+                );
+                return None;
+            }
+        };
+        if let Some(p) = &raw.period_agg {
+            // `period_agg` only changes how window/to_date metrics pick their
+            // daily value; kpic supports the default (`last`) today.
+            if p.value.trim() != "last" {
+                self.one_of(p, "period_agg", &[("last", ())]);
+            }
+        }
+        Some(Metric {
+            name,
+            span: raw.span,
+            label: text(&raw.label),
+            description: text(&raw.description),
+            format,
+            fill_null,
+            kind,
+        })
+    }
+
+    fn accumulation(&mut self, raw: &RawMetric) -> Option<Accumulation> {
+        match (&raw.window, &raw.to_date) {
+            (Some(w), Some(_)) => {
+                self.error(
+                    Diagnostic::new(Code::MetricKind, "a metric cannot have both `window` and `to_date`")
+                        .at(w.span, "remove `window` or `to_date`"),
+                );
+                None
+            }
+            (Some(w), None) => {
+                let v = w.value.trim().to_ascii_lowercase();
+                if v == "all" {
+                    return Some(Accumulation::All);
+                }
+                let mut parts = v.split_whitespace();
+                let n = parts.next().and_then(|n| n.parse::<u32>().ok());
+                let unit = parts.next();
+                let days = match (n, unit, parts.next()) {
+                    (Some(n), Some("day" | "days"), None) if n > 0 => Some(n),
+                    (Some(n), Some("week" | "weeks"), None) if n > 0 => n.checked_mul(7),
+                    _ => None,
+                };
+                match days {
+                    Some(days) if days <= 36_600 => Some(Accumulation::Window { days }),
+                    _ => {
+                        self.error(
+                            Diagnostic::new(Code::InvalidValue, format!("invalid window `{}`", w.value))
+                                .at(w.span, "expected `N days`, `N weeks` or `all`")
+                                .with_help("e.g. `window: 30 days`"),
+                        );
+                        None
+                    }
+                }
+            }
+            (None, Some(t)) => self
+                .one_of(
+                    t,
+                    "to_date grain",
+                    &[
+                        ("week", Grain::Week),
+                        ("month", Grain::Month),
+                        ("quarter", Grain::Quarter),
+                        ("year", Grain::Year),
+                    ],
+                )
+                .map(Accumulation::ToDate),
+            (None, None) => Some(Accumulation::None),
+        }
+    }
+
+    fn number(&mut self, t: &Text, what: &str) -> Option<f64> {
+        match t.value.trim().replace('_', "").parse::<f64>() {
+            Ok(v) if v.is_finite() => Some(v),
+            _ => {
+                self.error(
+                    Diagnostic::new(Code::InvalidValue, format!("{what} `{}` is not a number", t.value))
+                        .at(t.span, "expected a number"),
+                );
+                None
+            }
+        }
+    }
+
+    /// `10%` or `0.1` (the same thing); `+15%` / `-0.3` for changes.
+    fn fraction(&mut self, t: &Text, what: &str) -> Option<f64> {
+        let v = t.value.trim();
+        let parsed = match v.strip_suffix('%') {
+            Some(p) => p.trim().parse::<f64>().ok().map(|p| p / 100.0),
+            None => v.parse::<f64>().ok(),
+        };
+        match parsed {
+            Some(p) if p.is_finite() => Some(p),
+            _ => {
+                self.error(
+                    Diagnostic::new(Code::InvalidValue, format!("{what} `{v}` is not a percentage"))
+                        .at(t.span, "expected e.g. `10%` or `0.1`"),
+                );
+                None
+            }
+        }
+    }
+
+    fn list(&mut self, l: &Option<Spanned<Vec<Text>>>) -> Vec<Spanned<String>> {
+        l.as_ref().map(|l| l.value.clone()).unwrap_or_default()
+    }
+
+    fn kpi(&mut self, raw: &RawKpi) -> Option<Kpi> {
+        let name = self.required(&raw.name, "name", "a KPI", raw.span)?.clone();
+        let metric = self.required(&raw.metric, "metric", "a KPI", raw.span).cloned();
+        let grain = match &raw.grain {
+            Some(g) => self.one_of(
+                g,
+                "grain",
+                &[
+                    ("day", Grain::Day),
+                    ("week", Grain::Week),
+                    ("month", Grain::Month),
+                    ("quarter", Grain::Quarter),
+                    ("year", Grain::Year),
+                ],
+            ),
+            None => {
+                self.required(&raw.grain, "grain", "a KPI", raw.span);
+                None
+            }
+        };
+        let direction = match &raw.direction {
+            Some(d) => self.one_of(
+                d,
+                "direction",
+                &[
+                    ("higher_is_better", Direction::HigherIsBetter),
+                    ("lower_is_better", Direction::LowerIsBetter),
+                ],
+            ),
+            // Most KPIs are "more is better"; say so in kpi_definitions.
+            None => Some(Direction::HigherIsBetter),
+        };
+        let indicator = match &raw.indicator {
+            Some(i) => Some(self.one_of(
+                i,
+                "indicator",
+                &[("leading", Indicator::Leading), ("lagging", Indicator::Lagging)],
+            )?),
+            None => None,
+        };
+        let tolerance = match &raw.tolerance {
+            Some(t) => {
+                let v = self.fraction(t, "tolerance")?;
+                if !(0.0..1.0).contains(&v) {
+                    self.error(
+                        Diagnostic::new(Code::InvalidValue, format!("tolerance `{}` is outside [0, 1)", t.value))
+                            .at(t.span, "expected e.g. `10%` or `0.1`")
+                            .with_help("tolerance is the at_risk band below (or above) the target"),
+                    );
+                    return None;
+                }
+                v
+            }
+            None => 0.1,
+        };
+        let target = match (&raw.target, grain) {
+            (Some(t), Some(g)) => self.target(t, g, &name),
+            _ => None,
+        };
+        let filter = raw.filter.as_ref().and_then(|f| self.expr(f));
+        let decomposition = raw.decomposition.as_ref().and_then(|d| self.expr(d));
+        let drivers = raw.drivers.as_ref().map(|d| d.value.clone());
+        let breakdowns = self.list(&raw.breakdowns);
+        let related = self.list(&raw.related);
+        Some(Kpi {
+            name,
+            span: raw.span,
+            metric: metric?,
+            label: text(&raw.label),
+            description: text(&raw.description),
+            objective: text(&raw.objective),
+            owner: raw.owner.clone(),
+            grain: grain?,
+            direction: direction?,
+            indicator,
+            target,
+            tolerance,
+            filter,
+            drivers,
+            decomposition,
+            breakdowns,
+            related,
+            rationale: text(&raw.rationale),
+            measurement: text(&raw.measurement),
+            review: text(&raw.review),
+            action_plan: text(&raw.action_plan),
+        })
+    }
+
+    fn target(&mut self, raw: &RawTarget, grain: Grain, kpi: &Text) -> Option<Spanned<Target>> {
+        match raw {
+            RawTarget::Absolute(t) => {
+                let v = self.number(t, "target")?;
+                Some(Spanned::new(Target::Absolute(v), t.span))
+            }
+            RawTarget::Change { span, change, vs } => {
+                let change_t = self.required(change, "change", "a relative target", *span)?;
+                let vs_t = self.required(vs, "vs", "a relative target", *span)?;
+                let change = self.fraction(change_t, "change")?;
+                let vs = self.one_of(
+                    vs_t,
+                    "comparison",
+                    &[("previous", Compare::Previous), ("last_year", Compare::LastYear)],
+                )?;
+                Some(Spanned::new(Target::Change { change, vs }, *span))
+            }
+            RawTarget::Values { span, values } => {
+                let mut out = Vec::new();
+                for (label, value) in values {
+                    let (Some(label), Some(v)) =
+                        (self.period_label(label, grain), self.number(value, "target"))
+                    else {
+                        continue;
+                    };
+                    out.push((label, v));
+                }
+                Some(Spanned::new(Target::Values(out), *span))
+            }
+            RawTarget::File { span, path } => {
+                let values = self.target_file(path, grain, kpi)?;
+                Some(Spanned::new(Target::Values(values), *span))
+            }
+        }
+    }
+
+    /// Checks a period label against the KPI's grain; returns it normalized.
+    fn period_label(&mut self, t: &Text, grain: Grain) -> Option<String> {
+        match period::parse_label(&t.value) {
+            Some((g, start)) if g == grain => Some(period::label(g, start)),
+            Some((g, _)) => {
+                self.error(
+                    Diagnostic::new(
+                        Code::TargetLabel,
+                        format!("target label `{}` is a {} but the KPI's grain is {}", t.value, g.as_str(), grain.as_str()),
+                    )
+                    .at(t.span, format!("expected a {} label like `{}`", grain.as_str(), period::example_label(grain))),
+                );
+                None
+            }
+            None => {
+                self.error(
+                    Diagnostic::new(Code::TargetLabel, format!("`{}` is not a period label", t.value))
+                        .at(t.span, format!("expected a {} label like `{}`", grain.as_str(), period::example_label(grain)))
+                        .with_help("labels: 2026-03-15 (day), 2026-W05 (week), 2026-03 (month), 2026-Q1 (quarter), 2026 (year)"),
+                );
+                None
+            }
+        }
+    }
+
+    /// Reads `period,target[,kpi]` rows; rows for other KPIs are skipped.
+    fn target_file(&mut self, path: &Text, grain: Grain, kpi: &Text) -> Option<Vec<(String, f64)>> {
+        let full = self.root.join(&path.value);
+        let fail = |cx: &mut Self, msg: String| {
+            cx.error(
+                Diagnostic::new(Code::TargetFile, msg)
+                    .at(path.span, "this target file")
+                    .with_help("a target file is a CSV with columns period, target (and optionally kpi)"),
+            );
+            None
+        };
+        let meta = match std::fs::metadata(&full) {
+            Ok(m) => m,
+            Err(e) => return fail(self, format!("cannot read target file `{}`: {e}", path.value)),
+        };
+        if meta.len() > 10 * 1024 * 1024 {
+            return fail(self, format!("target file `{}` is larger than 10 MB", path.value));
+        }
+        let mut reader = match csv::ReaderBuilder::new().flexible(false).from_path(&full) {
+            Ok(r) => r,
+            Err(e) => return fail(self, format!("cannot read target file `{}`: {e}", path.value)),
+        };
+        let headers: Vec<String> = match reader.headers() {
+            Ok(h) => h.iter().map(|h| h.trim().to_ascii_lowercase()).collect(),
+            Err(e) => return fail(self, format!("target file `{}` is not CSV: {e}", path.value)),
+        };
+        let col = |n: &str| headers.iter().position(|h| h == n);
+        let (Some(pi), Some(ti)) = (col("period"), col("target")) else {
+            return fail(self, format!("target file `{}` lacks a `period` or `target` column (it has: {})", path.value, headers.join(", ")));
+        };
+        let ki = col("kpi");
+        let mut out = Vec::new();
+        for (i, rec) in reader.records().enumerate() {
+            let rec = match rec {
+                Ok(r) => r,
+                Err(e) => return fail(self, format!("target file `{}` row {}: {e}", path.value, i + 2)),
+            };
+            if let Some(ki) = ki
+                && rec.get(ki).map(str::trim) != Some(kpi.value.as_str())
+            {
+                continue;
+            }
+            let label = rec.get(pi).unwrap_or("").trim();
+            let value = rec.get(ti).unwrap_or("").trim();
+            let parsed = period::parse_label(label);
+            match (parsed, value.parse::<f64>()) {
+                (Some((g, start)), Ok(v)) if g == grain && v.is_finite() => {
+                    out.push((period::label(g, start), v))
+                }
+                (Some((g, _)), Ok(_)) if g != grain => {
+                    self.error(
+                        Diagnostic::new(
+                            Code::TargetLabel,
+                            format!("target file `{}` row {}: label `{label}` is a {} but the KPI's grain is {}", path.value, i + 2, g.as_str(), grain.as_str()),
+                        )
+                        .at(path.span, "in this target file"),
+                    );
+                }
+                _ => return fail(self, format!("target file `{}` row {}: `{label}`, `{value}` is not a period label and a number", path.value, i + 2)),
+            }
+        }
+        Some(out)
+    }
+}
+
+pub fn parse_as_of(s: &str) -> Option<AsOf> {
+    match s.trim() {
+        "latest" => Some(AsOf::Latest),
+        "today" => Some(AsOf::Today),
+        d => NaiveDate::parse_from_str(d, "%Y-%m-%d").ok().map(AsOf::Date),
+    }
+}

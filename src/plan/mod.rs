@@ -1,0 +1,661 @@
+//! Plan: the semantic model → a dialect-free [`Plan`] of what to compute.
+//!
+//! The plan says which sources to scan (one [`ScanNode`] per source, with
+//! its many-to-one joins and the columns its measures need), which
+//! aggregates to compute over each scan (one [`AggNode`] per source and
+//! grain: every measure of every metric and KPI filter becomes one
+//! conditional aggregate column of that single scan; one more per rolling
+//! window kind), and for each KPI how its values, comparisons, target and
+//! status follow from those columns ([`KpiNode`]). Expressions are
+//! sqlparser ASTs over scan columns; nothing here knows about dialects.
+//!
+//! In: [`SemanticModel`] + [`PlanOptions`]. Out: [`Plan`], or KPI3xx
+//! diagnostics.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::ControlFlow;
+
+use chrono::NaiveDate;
+use sqlparser::ast::{BinaryOperator, Expr, ObjectName};
+
+use crate::diagnostics::{Code, Diagnostic, Diagnostics};
+use crate::model::{
+    Accumulation, AsOf, Compare, Direction, Grain, Indicator, JoinOn, Kpi, MetricKind, Relation,
+    Source, Target,
+};
+use crate::semantic::{ColumnRef, Ratio, SemanticModel, Scope};
+
+/// What a plan is for.
+#[derive(Debug, Clone)]
+pub struct PlanOptions {
+    /// Overrides the project's `as_of`.
+    pub as_of: Option<AsOf>,
+    /// KPI names to plan (all when empty).
+    pub select: Vec<String>,
+    /// Whether `path` sources are read as local files (DuckDB) or their
+    /// `table` is used (other engines).
+    pub local_files: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum AsOfPlan {
+    Date(NaiveDate),
+    /// `current_date` in the engine.
+    Today,
+    /// The latest time value of these scans, decided in the engine.
+    Latest(Vec<String>),
+}
+
+#[derive(Debug, Clone)]
+pub enum ScanRelation {
+    /// A local file (or glob), read by the engine's file reader.
+    File(String),
+    Table(ObjectName),
+    Query(Box<sqlparser::ast::Query>),
+}
+
+#[derive(Debug, Clone)]
+pub struct ScanJoin {
+    /// Alias of the joined relation (the joined source's name).
+    pub alias: String,
+    pub relation: ScanRelation,
+    /// Condition over `<base>.<col>` and `<alias>.<col>`.
+    pub on: Expr,
+}
+
+/// One read of a source: its rows up to `as_of`, with the day of each row
+/// (`__kpic_day`) and the columns measures need, named as in
+/// [`ColumnRef::alias`].
+#[derive(Debug, Clone)]
+pub struct ScanNode {
+    pub name: String,
+    pub source: String,
+    pub relation: ScanRelation,
+    pub joins: Vec<ScanJoin>,
+    /// The time expression over qualified columns (`orders.ordered_at`).
+    pub time: Expr,
+    /// (scan column name, expression over qualified columns)
+    pub columns: Vec<(String, Expr)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AggKind {
+    /// Grouped by the period each row falls in.
+    Period,
+    /// Per period of a spine, over a rolling range of rows.
+    Rolling(Accumulation),
+}
+
+/// One aggregate column: an aggregate expression over scan columns, with
+/// the row filter that becomes its FILTER clause.
+#[derive(Debug, Clone)]
+pub struct AggColumn {
+    pub name: String,
+    pub measure: Expr,
+    pub filter: Option<Expr>,
+    /// Also compute the like-for-like variant (`<name>__lfl`): the same
+    /// aggregate over the period's first `elapsed_days` days (or, for
+    /// rolling aggregates, the range ending there).
+    pub like_for_like: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct AggNode {
+    pub name: String,
+    pub scan: String,
+    pub grain: Grain,
+    pub kind: AggKind,
+    pub columns: Vec<AggColumn>,
+}
+
+/// How one metric's value is obtained inside a KPI.
+#[derive(Debug, Clone)]
+pub enum Formula {
+    /// A measure: a column of an aggregate node.
+    Leaf {
+        agg: String,
+        /// Column with the KPI's filter applied.
+        column: String,
+        /// Column without it (for kpi_metrics).
+        unfiltered: String,
+        /// Value of an empty period (0 for sum/count, `fill_null`).
+        fill: Option<f64>,
+        additive: bool,
+    },
+    /// Arithmetic over other metrics (identifiers are metric names).
+    Derived(Expr),
+}
+
+#[derive(Debug, Clone)]
+pub enum TargetPlan {
+    Absolute(f64),
+    Change { change: f64, vs: Compare },
+    /// (period start, target)
+    Values(Vec<(NaiveDate, f64)>),
+}
+
+#[derive(Debug, Clone)]
+pub struct KpiNode {
+    pub name: String,
+    pub label: Option<String>,
+    pub metric: String,
+    pub grain: Grain,
+    pub direction: Direction,
+    pub indicator: Option<Indicator>,
+    pub owner: Option<String>,
+    pub tolerance: f64,
+    pub target: Option<TargetPlan>,
+    /// Period aggregates of the KPI metric's sources: the KPI's periods start
+    /// at the earliest period any of them has rows in.
+    pub range_aggs: Vec<String>,
+    /// Every metric needed, inputs before the metrics using them.
+    pub formulas: Vec<(String, Formula)>,
+    /// Metrics written to kpi_metrics for this KPI.
+    pub metric_outputs: Vec<String>,
+    /// numerator / denominator of a ratio KPI.
+    pub ratio: Option<(Formula, Formula)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct FanoutCheck {
+    pub source: String,
+    pub joined: String,
+    pub span: crate::source::Span,
+    /// Key columns of the joined relation that must be unique.
+    pub keys: Vec<String>,
+    pub relation: ScanRelation,
+}
+
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub as_of: AsOfPlan,
+    pub scans: Vec<ScanNode>,
+    pub aggregates: Vec<AggNode>,
+    pub kpis: Vec<KpiNode>,
+    pub fanout_checks: Vec<FanoutCheck>,
+}
+
+/// Plans the selected KPIs of an analyzed model (which must have no errors).
+pub fn plan_kpis(model: &SemanticModel, options: &PlanOptions) -> Result<Plan, Diagnostics> {
+    let project = &model.project;
+    let mut diags = Diagnostics::new();
+    let mut selected: Vec<&Kpi> = Vec::new();
+    for name in &options.select {
+        match project.kpi(name) {
+            Some(k) => selected.push(k),
+            None => diags.push(
+                Diagnostic::new(Code::InvalidReference, format!("--select: no KPI named `{name}`"))
+                    .with_help(format!(
+                        "KPIs: {}",
+                        project.kpis.iter().map(|k| k.name.value.as_str()).collect::<Vec<_>>().join(", ")
+                    )),
+            ),
+        }
+    }
+    if options.select.is_empty() {
+        selected = project.kpis.iter().collect();
+    }
+    let mut b = Builder {
+        model,
+        options,
+        scans: BTreeMap::new(),
+        aggs: BTreeMap::new(),
+        filters: Vec::new(),
+        diags: &mut diags,
+    };
+    let mut kpis = Vec::new();
+    for k in selected {
+        if let Some(node) = b.kpi(k) {
+            kpis.push(node);
+        }
+    }
+    let scans_used: BTreeSet<String> = b.aggs.values().map(|a| a.scan.clone()).collect();
+    let mut scans: Vec<ScanNode> = Vec::new();
+    let mut fanout_checks = Vec::new();
+    for (source, columns) in &b.scans {
+        if !scans_used.contains(&scan_name(source)) {
+            continue;
+        }
+        let Some(src) = project.source(source) else { continue };
+        if let Some((scan, checks)) = b.scan(src, columns) {
+            scans.push(scan);
+            fanout_checks.extend(checks);
+        }
+    }
+    let aggregates: Vec<AggNode> = b.aggs.into_values().collect();
+    if diags.has_errors() {
+        return Err(diags);
+    }
+    let as_of = match options.as_of.unwrap_or(project.config.as_of) {
+        AsOf::Date(d) => AsOfPlan::Date(d),
+        AsOf::Today => AsOfPlan::Today,
+        AsOf::Latest => AsOfPlan::Latest(scans.iter().map(|s| s.name.clone()).collect()),
+    };
+    Ok(Plan {
+        as_of,
+        scans,
+        aggregates,
+        kpis,
+        fanout_checks,
+    })
+}
+
+pub fn scan_name(source: &str) -> String {
+    format!("scan_{source}")
+}
+
+struct Builder<'a> {
+    model: &'a SemanticModel,
+    options: &'a PlanOptions,
+    /// Columns each source's scan must provide.
+    scans: BTreeMap<String, BTreeSet<ColumnRef>>,
+    /// Aggregate nodes by name.
+    aggs: BTreeMap<String, AggNode>,
+    /// Distinct KPI filters (by SQL text): context ids.
+    filters: Vec<String>,
+    diags: &'a mut Diagnostics,
+}
+
+impl Builder<'_> {
+    fn scope<'s>(&'s self, source: &'s Source) -> Scope<'s> {
+        Scope {
+            project: &self.model.project,
+            source,
+            schemas: &self.model.schemas,
+            sources: &self.model.sources,
+        }
+    }
+
+    /// Resolves a field of `source` into scan columns, recording them.
+    fn resolve(&mut self, source: &Source, field: &crate::model::SqlExpr) -> Option<Expr> {
+        match self.scope(source).resolve(field, true) {
+            Ok(r) => {
+                self.scans.entry(source.name.value.clone()).or_default().extend(r.columns);
+                Some(r.expr)
+            }
+            Err(errs) => {
+                self.diags.0.extend(errs);
+                None
+            }
+        }
+    }
+
+    fn context(&mut self, kpi: &Kpi) -> String {
+        match &kpi.filter {
+            None => "all".into(),
+            Some(f) => {
+                let i = match self.filters.iter().position(|t| *t == f.text) {
+                    Some(i) => i,
+                    None => {
+                        self.filters.push(f.text.clone());
+                        self.filters.len() - 1
+                    }
+                };
+                format!("f{i}")
+            }
+        }
+    }
+
+    /// Ensures the period aggregate of (source, grain) exists; returns its name.
+    fn period_agg(&mut self, source: &str, grain: Grain) -> String {
+        let name = format!("agg_{source}_{}", grain.as_str());
+        self.aggs.entry(name.clone()).or_insert_with(|| AggNode {
+            name: name.clone(),
+            scan: scan_name(source),
+            grain,
+            kind: AggKind::Period,
+            columns: Vec::new(),
+        });
+        self.scans.entry(source.to_string()).or_default();
+        name
+    }
+
+    fn rolling_agg(&mut self, source: &str, grain: Grain, acc: Accumulation) -> String {
+        let suffix = match acc {
+            Accumulation::Window { days } => format!("w{days}"),
+            Accumulation::All => "all".into(),
+            Accumulation::ToDate(g) => format!("{}td", g.as_str()),
+            Accumulation::None => "none".into(),
+        };
+        let name = format!("win_{source}_{}_{suffix}", grain.as_str());
+        self.aggs.entry(name.clone()).or_insert_with(|| AggNode {
+            name: name.clone(),
+            scan: scan_name(source),
+            grain,
+            kind: AggKind::Rolling(acc),
+            columns: Vec::new(),
+        });
+        name
+    }
+
+    fn add_column(&mut self, agg: &str, col: AggColumn) {
+        if let Some(a) = self.aggs.get_mut(agg) {
+            match a.columns.iter_mut().find(|c| c.name == col.name) {
+                Some(existing) => existing.like_for_like |= col.like_for_like,
+                None => a.columns.push(col),
+            }
+        }
+    }
+
+    /// The aggregate column of measure metric `name` in filter context `ctx`.
+    fn leaf(&mut self, name: &str, kpi: &Kpi, ctx: &str, filtered: bool) -> Option<(String, String)> {
+        let project = &self.model.project;
+        let m = project.metric(name)?;
+        let MetricKind::Measure {
+            source,
+            measure,
+            filter,
+            accumulation,
+        } = &m.kind
+        else {
+            return None;
+        };
+        let src = project.source(&source.value)?;
+        let measure_expr = self.resolve(src, measure)?;
+        let mut conditions = Vec::new();
+        if let Some(f) = filter {
+            conditions.push(self.resolve(src, f)?);
+        }
+        let ctx = if filtered { ctx } else { "all" };
+        if filtered && let Some(f) = &kpi.filter {
+            conditions.push(self.resolve(src, f)?);
+        }
+        let filter = conditions.into_iter().reduce(|a, b| Expr::BinaryOp {
+            left: Box::new(nested(a)),
+            op: BinaryOperator::And,
+            right: Box::new(nested(b)),
+        });
+        self.period_agg(&source.value, kpi.grain);
+        let agg = match accumulation {
+            Accumulation::None => self.period_agg(&source.value, kpi.grain),
+            acc => self.rolling_agg(&source.value, kpi.grain, *acc),
+        };
+        let column = format!("{name}__{ctx}");
+        self.add_column(
+            &agg,
+            AggColumn {
+                name: column.clone(),
+                measure: measure_expr,
+                filter,
+                like_for_like: true,
+            },
+        );
+        Some((agg, column))
+    }
+
+    fn formula(&mut self, name: &str, kpi: &Kpi, ctx: &str) -> Option<Formula> {
+        let project = &self.model.project;
+        let m = project.metric(name)?;
+        match &m.kind {
+            MetricKind::Derived { expr } => Some(Formula::Derived(expr.expr.clone())),
+            MetricKind::Measure { measure, .. } => {
+                let (agg, column) = self.leaf(name, kpi, ctx, true)?;
+                let (_, unfiltered) = self.leaf(name, kpi, ctx, false)?;
+                let info = self.model.metrics.get(name)?;
+                let counts_only = only_sum_count(&measure.expr);
+                let fill = m.fill_null.or(if counts_only { Some(0.0) } else { None });
+                Some(Formula::Leaf {
+                    agg,
+                    column,
+                    unfiltered,
+                    fill,
+                    additive: info.additive,
+                })
+            }
+        }
+    }
+
+    fn kpi(&mut self, k: &Kpi) -> Option<KpiNode> {
+        let info = self.model.kpis.get(&k.name.value)?.clone();
+        let ctx = self.context(k);
+        let mut formulas = Vec::new();
+        for m in &info.metrics {
+            let f = self.formula(m, k, &ctx)?;
+            formulas.push((m.clone(), f));
+        }
+        let range_aggs = info
+            .sources
+            .iter()
+            .map(|s| self.period_agg(s, k.grain))
+            .collect();
+        let ratio = match self.model.metrics.get(&k.metric.value).and_then(|i| i.ratio.clone()) {
+            Some(Ratio::Metrics { numerator, denominator }) => {
+                let n = self.formula(&numerator, k, &ctx)?;
+                let d = self.formula(&denominator, k, &ctx)?;
+                Some((n, d))
+            }
+            Some(Ratio::Avg { argument }) => self.avg_parts(k, &ctx, argument),
+            None => None,
+        };
+        let target = k.target.as_ref().map(|t| match &t.value {
+            Target::Absolute(v) => TargetPlan::Absolute(*v),
+            Target::Change { change, vs } => TargetPlan::Change {
+                change: *change,
+                vs: *vs,
+            },
+            Target::Values(vs) => TargetPlan::Values(
+                vs.iter()
+                    .filter_map(|(label, v)| {
+                        crate::model::period::parse_label(label).map(|(_, start)| (start, *v))
+                    })
+                    .collect(),
+            ),
+        });
+        Some(KpiNode {
+            name: k.name.value.clone(),
+            label: k.label.clone(),
+            metric: k.metric.value.clone(),
+            grain: k.grain,
+            direction: k.direction,
+            indicator: k.indicator,
+            owner: k.owner.as_ref().map(|o| o.value.clone()),
+            tolerance: k.tolerance,
+            target,
+            range_aggs,
+            formulas,
+            metric_outputs: info.metrics.clone(),
+            ratio,
+        })
+    }
+
+    /// `sum(x)` and `count(x)` columns for an `avg(x)` KPI.
+    fn avg_parts(&mut self, k: &Kpi, ctx: &str, argument: Expr) -> Option<(Formula, Formula)> {
+        let project = &self.model.project;
+        let m = project.metric(&k.metric.value)?;
+        let MetricKind::Measure { source, filter, .. } = &m.kind else {
+            return None;
+        };
+        let src = project.source(&source.value)?;
+        let argument_field = crate::model::SqlExpr {
+            expr: argument,
+            text: String::new(),
+            span: m.span,
+        };
+        let arg = self.resolve(src, &argument_field)?;
+        let mut conditions = Vec::new();
+        if let Some(f) = filter {
+            conditions.push(self.resolve(src, f)?);
+        }
+        if let Some(f) = &k.filter {
+            conditions.push(self.resolve(src, f)?);
+        }
+        let filter = conditions.into_iter().reduce(|a, b| Expr::BinaryOp {
+            left: Box::new(nested(a)),
+            op: BinaryOperator::And,
+            right: Box::new(nested(b)),
+        });
+        let agg = self.period_agg(&source.value, k.grain);
+        let mut parts = Vec::new();
+        for (suffix, func) in [("num", "sum"), ("den", "count")] {
+            let column = format!("{}__{ctx}__{suffix}", m.name.value);
+            self.add_column(
+                &agg,
+                AggColumn {
+                    name: column.clone(),
+                    measure: crate::sql::build::func(func, vec![arg.clone()]),
+                    filter: filter.clone(),
+                    like_for_like: false,
+                },
+            );
+            parts.push(Formula::Leaf {
+                agg: agg.clone(),
+                column: column.clone(),
+                unfiltered: column,
+                fill: Some(0.0),
+                additive: true,
+            });
+        }
+        let den = parts.pop()?;
+        let num = parts.pop()?;
+        Some((num, den))
+    }
+
+    fn relation(&mut self, src: &Source) -> Option<ScanRelation> {
+        match &src.relation {
+            Relation::Path { path, table } => {
+                if self.options.local_files {
+                    Some(ScanRelation::File(path.value.clone()))
+                } else if let Some(t) = table {
+                    Some(ScanRelation::Table(t.value.clone()))
+                } else {
+                    self.diags.push(
+                        Diagnostic::new(
+                            Code::PlanUnsupported,
+                            format!("source `{}` is a local file; other engines need a `table:`", src.name.value),
+                        )
+                        .at(path.span, "only DuckDB reads local files")
+                        .with_help("add `table: schema.table` naming the same data in the warehouse"),
+                    );
+                    None
+                }
+            }
+            Relation::Table(t) | Relation::DbtRef(t) => Some(ScanRelation::Table(t.value.clone())),
+            Relation::Sql(q) => Some(ScanRelation::Query(q.value.clone())),
+        }
+    }
+
+    fn scan(&mut self, src: &Source, columns: &BTreeSet<ColumnRef>) -> Option<(ScanNode, Vec<FanoutCheck>)> {
+        let base = src.name.value.clone();
+        let relation = self.relation(src)?;
+        let time_field = src.time.as_ref()?;
+        let time = match self.scope(src).resolve(time_field, false) {
+            Ok(r) => qualify(r.expr, &base, &r.columns),
+            Err(errs) => {
+                self.diags.0.extend(errs);
+                return None;
+            }
+        };
+        let mut joins = Vec::new();
+        let mut checks = Vec::new();
+        let joined_needed: BTreeSet<&str> = columns
+            .iter()
+            .filter_map(|c| match c {
+                ColumnRef::Joined { source, .. } => Some(source.as_str()),
+                ColumnRef::Base(_) => None,
+            })
+            .collect();
+        for j in &src.joins {
+            if !joined_needed.contains(j.source.value.as_str()) {
+                continue;
+            }
+            let Some(js) = self.model.project.source(&j.source.value) else { continue };
+            let relation = self.relation(js)?;
+            let alias = js.name.value.clone();
+            let (on, keys) = match &j.on {
+                JoinOn::Column(c) => (
+                    Expr::BinaryOp {
+                        left: Box::new(Expr::CompoundIdentifier(vec![crate::sql::build::ident(&base), crate::sql::build::ident(&c.value)])),
+                        op: BinaryOperator::Eq,
+                        right: Box::new(Expr::CompoundIdentifier(vec![crate::sql::build::ident(&alias), crate::sql::build::ident(&c.value)])),
+                    },
+                    vec![c.value.clone()],
+                ),
+                JoinOn::Expr(e) => {
+                    let pairs = crate::semantic::expr::join_pairs(e, &base, &alias).unwrap_or_default();
+                    (e.expr.clone(), pairs.into_iter().map(|(_, k)| k).collect())
+                }
+            };
+            checks.push(FanoutCheck {
+                source: base.clone(),
+                joined: alias.clone(),
+                span: j.span,
+                keys,
+                relation: relation.clone(),
+            });
+            joins.push(ScanJoin { alias, relation, on });
+        }
+        let columns = columns
+            .iter()
+            .map(|c| {
+                let e = match c {
+                    ColumnRef::Base(col) => Expr::CompoundIdentifier(vec![crate::sql::build::ident(&base), crate::sql::build::ident(col)]),
+                    ColumnRef::Joined { source, column } => {
+                        Expr::CompoundIdentifier(vec![crate::sql::build::ident(source), crate::sql::build::ident(column)])
+                    }
+                };
+                (c.alias(), e)
+            })
+            .collect();
+        Some((
+            ScanNode {
+                name: scan_name(&base),
+                source: base,
+                relation,
+                joins,
+                time,
+                columns,
+            },
+            checks,
+        ))
+    }
+}
+
+/// Whether a measure's aggregates are all sums and counts (so an empty
+/// period is 0, not NULL).
+fn only_sum_count(e: &Expr) -> bool {
+    let mut ok = true;
+    let _ = sqlparser::ast::visit_expressions(e, |x| {
+        if let Expr::Function(f) = x {
+            let n = crate::semantic::aggregates::function_name(f);
+            if crate::semantic::aggregates::is_aggregate_name(&n)
+                && !matches!(n.as_str(), "sum" | "count" | "approx_count_distinct")
+            {
+                ok = false;
+                return ControlFlow::Break(());
+            }
+        }
+        ControlFlow::Continue(())
+    });
+    ok
+}
+
+fn nested(e: Expr) -> Expr {
+    match e {
+        Expr::Identifier(_) | Expr::CompoundIdentifier(_) | Expr::Nested(_) | Expr::Function(_) => e,
+        other => Expr::Nested(Box::new(other)),
+    }
+}
+
+/// Rewrites scan-column identifiers of a resolved expression into qualified
+/// references to the scan's relations (`amount` → `orders.amount`).
+fn qualify(mut e: Expr, base: &str, columns: &BTreeSet<ColumnRef>) -> Expr {
+    let map: BTreeMap<String, Vec<sqlparser::ast::Ident>> = columns
+        .iter()
+        .map(|c| {
+            let q = match c {
+                ColumnRef::Base(col) => vec![crate::sql::build::ident(base), crate::sql::build::ident(col)],
+                ColumnRef::Joined { source, column } => vec![crate::sql::build::ident(source), crate::sql::build::ident(column)],
+            };
+            (c.alias(), q)
+        })
+        .collect();
+    let _ = sqlparser::ast::visit_expressions_mut(&mut e, |x| {
+        if let Expr::Identifier(i) = x
+            && let Some(q) = map.get(&i.value)
+        {
+            *x = Expr::CompoundIdentifier(q.clone());
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    e
+}

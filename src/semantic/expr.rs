@@ -1,0 +1,564 @@
+//! Checks of metric and KPI expressions: measures (aggregates, columns,
+//! filters), derived expressions (metric references, cycles), KPI
+//! references (metric, drivers, decomposition, breakdowns, related) and
+//! KPI filters. Also computes [`MetricInfo`] and [`KpiInfo`].
+
+use std::collections::{BTreeSet, HashMap};
+use std::ops::ControlFlow;
+
+use sqlparser::ast::{BinaryOperator, Expr, UnaryOperator, Value};
+
+use super::aggregates::{self, MeasureProblem};
+use super::{KpiInfo, MetricInfo, Ratio, Schemas, Scope};
+use crate::diagnostics::{Code, Diagnostic, Diagnostics, did_you_mean};
+use crate::model::{Accumulation, Kpi, MetricKind, Project, SqlExpr};
+use crate::source::SourceMap;
+use super::resolve::locate;
+
+/// Functions allowed in derived expressions besides arithmetic.
+const DERIVED_FUNCTIONS: &[&str] = &["coalesce", "nullif", "abs", "least", "greatest", "round", "ln", "exp", "sqrt", "power"];
+
+/// Metric names a derived expression references, or the problem with it.
+pub fn metric_refs(e: &SqlExpr) -> Result<Vec<String>, Diagnostic> {
+    let mut refs = Vec::new();
+    let mut problem = None;
+    let _ = sqlparser::ast::visit_expressions(&e.expr, |x| {
+        let bad = match x {
+            Expr::Identifier(i) => {
+                if !refs.contains(&i.value) {
+                    refs.push(i.value.clone());
+                }
+                None
+            }
+            Expr::Value(v) => match &v.value {
+                Value::Number(..) | Value::Null => None,
+                _ => Some("only numbers may appear as literals".to_string()),
+            },
+            Expr::Nested(_) => None,
+            Expr::BinaryOp { op, .. } => match op {
+                BinaryOperator::Plus | BinaryOperator::Minus | BinaryOperator::Multiply | BinaryOperator::Divide => None,
+                other => Some(format!("operator `{other}` is not arithmetic")),
+            },
+            Expr::UnaryOp { op: UnaryOperator::Minus | UnaryOperator::Plus, .. } => None,
+            Expr::Function(f) => {
+                let name = aggregates::function_name(f);
+                if name == "offset" {
+                    Some("`offset()` is not supported yet".to_string())
+                } else if DERIVED_FUNCTIONS.contains(&name.as_str()) {
+                    None
+                } else {
+                    Some(format!("function `{name}` is not allowed here"))
+                }
+            }
+            other => Some(format!("`{other}` is not arithmetic over metrics")),
+        };
+        if let Some(b) = bad {
+            problem = Some(b);
+            return ControlFlow::Break(());
+        }
+        ControlFlow::Continue(())
+    });
+    match problem {
+        None => Ok(refs),
+        Some(p) => Err(Diagnostic::new(Code::InvalidExpression, format!("invalid metric expression: {p}"))
+            .at(e.span, "expected arithmetic over metric names")
+            .with_help("a derived `expr` combines metrics with + - * / and numbers, e.g. `revenue / orders`")
+            .with_note(format!("allowed functions: {}", DERIVED_FUNCTIONS.join(", ")))),
+    }
+}
+
+fn unknown_metric(project: &Project, name: &str, field: &SqlExpr, sources: &SourceMap) -> Diagnostic {
+    let span = locate(sources, field.span, name);
+    unknown_metric_at(project, name, span)
+}
+
+fn unknown_metric_at(project: &Project, name: &str, span: crate::source::Span) -> Diagnostic {
+    let hint = did_you_mean(name, project.metrics.iter().map(|m| m.name.value.as_str()));
+    Diagnostic::new(Code::UnknownMetric, format!("unknown metric `{name}`")).at(
+        span,
+        hint.map_or("no metric of this name".to_string(), |h| format!("did you mean `{h}`?")),
+    )
+}
+
+/// `false` when an expression is certainly not a condition.
+fn may_be_boolean(e: &Expr, column_type: &dyn Fn(&str) -> Option<String>) -> bool {
+    match e {
+        Expr::Nested(e) => may_be_boolean(e, column_type),
+        Expr::BinaryOp { op, .. } => matches!(
+            op,
+            BinaryOperator::Eq
+                | BinaryOperator::NotEq
+                | BinaryOperator::Lt
+                | BinaryOperator::LtEq
+                | BinaryOperator::Gt
+                | BinaryOperator::GtEq
+                | BinaryOperator::And
+                | BinaryOperator::Or
+                | BinaryOperator::Xor
+                | BinaryOperator::Spaceship
+        ) || matches!(op, BinaryOperator::Custom(_) | BinaryOperator::PGRegexMatch | BinaryOperator::PGRegexIMatch | BinaryOperator::PGRegexNotMatch | BinaryOperator::PGRegexNotIMatch | BinaryOperator::PGLikeMatch | BinaryOperator::PGILikeMatch | BinaryOperator::PGNotLikeMatch | BinaryOperator::PGNotILikeMatch),
+        Expr::UnaryOp { op, .. } => matches!(op, UnaryOperator::Not),
+        Expr::Value(v) => matches!(v.value, Value::Boolean(_) | Value::Null),
+        Expr::Identifier(i) => column_type(&i.value).is_none_or(|t| t.eq_ignore_ascii_case("BOOLEAN")),
+        Expr::CompoundIdentifier(_) => true,
+        Expr::Function(_) | Expr::Cast { .. } | Expr::Case { .. } => true,
+        Expr::Interval(_) | Expr::TypedString(_) => false,
+        _ => true,
+    }
+}
+
+/// Checks a `filter` field against a source; pushes diagnostics.
+fn check_filter(scope: &Scope, f: &SqlExpr, diags: &mut Diagnostics) {
+    if let Some(a) = aggregates::contains_aggregate(&f.expr) {
+        diags.push(
+            Diagnostic::new(Code::FilterNotBoolean, format!("a filter cannot use the aggregate `{a}`"))
+                .at(f.span, "filters apply to rows")
+                .with_help("filter rows (`status = 'completed'`); combine aggregates in a derived metric"),
+        );
+        return;
+    }
+    if let Err(errs) = scope.resolve(f, true) {
+        diags.0.extend(errs);
+        return;
+    }
+    let cols = scope.schemas.get(&scope.source.name.value);
+    let column_type = |name: &str| -> Option<String> {
+        if scope.source.dimensions.iter().any(|d| d.name.value == name && !matches!(&d.expr.expr, Expr::Identifier(_))) {
+            return None;
+        }
+        cols.and_then(|c| c.iter().find(|c| c.name.eq_ignore_ascii_case(name)))
+            .map(|c| c.data_type.clone())
+    };
+    if !may_be_boolean(&f.expr, &column_type) {
+        diags.push(
+            Diagnostic::new(Code::FilterNotBoolean, format!("filter `{}` is not a condition", f.text))
+                .at(f.span, "this is not true or false per row")
+                .with_help("write a condition, e.g. `status = 'completed'`"),
+        );
+    }
+}
+
+pub fn analyze_metrics(
+    project: &Project,
+    schemas: &Schemas,
+    sources: &SourceMap,
+    diags: &mut Diagnostics,
+) -> HashMap<String, MetricInfo> {
+    let mut direct: HashMap<String, Vec<String>> = HashMap::new();
+    let mut infos: HashMap<String, MetricInfo> = HashMap::new();
+    for m in &project.metrics {
+        match &m.kind {
+            MetricKind::Measure {
+                source,
+                measure,
+                filter,
+                accumulation,
+            } => {
+                let Some(src) = project.source(&source.value) else {
+                    let hint = did_you_mean(&source.value, project.sources.iter().map(|s| s.name.value.as_str()));
+                    diags.push(
+                        Diagnostic::new(Code::UnknownSource, format!("unknown source `{}`", source.value)).at(
+                            source.span,
+                            hint.map_or("no source of this name".into(), |h| format!("did you mean `{h}`?")),
+                        ),
+                    );
+                    continue;
+                };
+                let scope = Scope {
+                    project,
+                    source: src,
+                    schemas,
+                    sources,
+                };
+                for p in aggregates::check_measure(&measure.expr) {
+                    diags.push(match p {
+                        MeasureProblem::BareColumn(c) => Diagnostic::new(
+                            Code::MeasureWithoutAggregate,
+                            format!("measure of `{}` uses `{c}` outside an aggregate", m.name.value),
+                        )
+                        .at(locate(sources, measure.span, &c), "not inside an aggregate")
+                        .with_help(format!("aggregate it, e.g. `sum({c})`")),
+                        MeasureProblem::NoAggregate => Diagnostic::new(
+                            Code::MeasureWithoutAggregate,
+                            format!("measure of `{}` has no aggregate", m.name.value),
+                        )
+                        .at(measure.span, "a measure aggregates rows")
+                        .with_help("use e.g. `sum(amount)` or `count(*)`"),
+                        MeasureProblem::Nested(a) => Diagnostic::new(Code::NestedAggregate, format!("aggregate `{a}` inside another aggregate"))
+                            .at(locate(sources, measure.span, &a), "nested aggregate")
+                            .with_help("define the inner aggregate as a metric and combine metrics with `expr`"),
+                        MeasureProblem::Unsupported(a) => Diagnostic::new(Code::UnsupportedAggregate, format!("aggregate `{a}` is not supported"))
+                            .at(locate(sources, measure.span, &a), "not translatable to every engine")
+                            .with_help("use sum, count, count(distinct), avg, min, max, median, quantile_cont, percentile, approx_count_distinct or stddev"),
+                        MeasureProblem::WindowFunction(a) => Diagnostic::new(Code::UnsupportedAggregate, format!("window function `{a}` in a measure"))
+                            .at(measure.span, "OVER (...) is not allowed in a measure")
+                            .with_help("use `window:` or `to_date:` on the metric instead"),
+                    });
+                }
+                if let Err(errs) = scope.resolve(measure, true) {
+                    diags.0.extend(errs);
+                }
+                if let Some(f) = filter {
+                    check_filter(&scope, f, diags);
+                }
+                let additive = aggregates::is_additive(&measure.expr) && *accumulation == Accumulation::None;
+                let ratio = if *accumulation == Accumulation::None {
+                    aggregates::avg_argument(&measure.expr).map(|argument| Ratio::Avg { argument })
+                } else {
+                    None
+                };
+                infos.insert(
+                    m.name.value.clone(),
+                    MetricInfo {
+                        leaves: BTreeSet::from([m.name.value.clone()]),
+                        sources: BTreeSet::from([src.name.value.clone()]),
+                        deps: Vec::new(),
+                        additive,
+                        ratio,
+                    },
+                );
+            }
+            MetricKind::Derived { expr } => match metric_refs(expr) {
+                Ok(refs) => {
+                    let mut ok = true;
+                    for r in &refs {
+                        if project.metric(r).is_none() {
+                            diags.push(unknown_metric(project, r, expr, sources));
+                            ok = false;
+                        }
+                    }
+                    if ok {
+                        direct.insert(m.name.value.clone(), refs);
+                    }
+                }
+                Err(d) => diags.push(d),
+            },
+        }
+    }
+    // Derived metrics in dependency order; cycles reported once each.
+    let mut state: HashMap<String, u8> = HashMap::new(); // 1 visiting, 2 done
+    let mut names: Vec<&String> = direct.keys().collect();
+    names.sort();
+    for name in names {
+        resolve_derived(project, name, &direct, &mut infos, &mut state, &mut Vec::new(), diags);
+    }
+    infos
+}
+
+fn resolve_derived(
+    project: &Project,
+    name: &str,
+    direct: &HashMap<String, Vec<String>>,
+    infos: &mut HashMap<String, MetricInfo>,
+    state: &mut HashMap<String, u8>,
+    stack: &mut Vec<String>,
+    diags: &mut Diagnostics,
+) -> bool {
+    if infos.contains_key(name) {
+        return true;
+    }
+    let Some(deps) = direct.get(name) else { return false };
+    match state.get(name) {
+        Some(2) => return false,
+        Some(1) => {
+            let start = stack.iter().position(|s| s == name).unwrap_or(0);
+            let mut cycle: Vec<String> = stack[start..].to_vec();
+            cycle.push(name.to_string());
+            if let Some(m) = project.metric(name) {
+                diags.push(
+                    Diagnostic::new(Code::MetricCycle, format!("metrics depend on each other: {}", cycle.join(" → ")))
+                        .at(m.name.span, "this metric is part of the cycle")
+                        .with_help("a derived metric cannot use itself, directly or through others"),
+                );
+            }
+            for c in &cycle {
+                state.insert(c.clone(), 2);
+            }
+            return false;
+        }
+        _ => {}
+    }
+    state.insert(name.to_string(), 1);
+    stack.push(name.to_string());
+    let mut ok = true;
+    for d in deps {
+        if !infos.contains_key(d) && !resolve_derived(project, d, direct, infos, state, stack, diags) {
+            ok = false;
+        }
+    }
+    stack.pop();
+    state.insert(name.to_string(), 2);
+    if !ok {
+        return false;
+    }
+    let mut leaves = BTreeSet::new();
+    let mut srcs = BTreeSet::new();
+    for d in deps {
+        if let Some(i) = infos.get(d) {
+            leaves.extend(i.leaves.iter().cloned());
+            srcs.extend(i.sources.iter().cloned());
+        }
+    }
+    let ratio = project.metric(name).and_then(|m| match &m.kind {
+        MetricKind::Derived { expr } => ratio_of(&expr.expr, infos),
+        _ => None,
+    });
+    infos.insert(
+        name.to_string(),
+        MetricInfo {
+            leaves,
+            sources: srcs,
+            deps: deps.clone(),
+            additive: false,
+            ratio,
+        },
+    );
+    true
+}
+
+/// `a / b` over two additive measure metrics.
+fn ratio_of(e: &Expr, infos: &HashMap<String, MetricInfo>) -> Option<Ratio> {
+    match e {
+        Expr::Nested(e) => ratio_of(e, infos),
+        Expr::BinaryOp {
+            left,
+            op: BinaryOperator::Divide,
+            right,
+        } => match (left.as_ref(), right.as_ref()) {
+            (Expr::Identifier(a), Expr::Identifier(b))
+                if infos.get(&a.value).is_some_and(|i| i.additive)
+                    && infos.get(&b.value).is_some_and(|i| i.additive) =>
+            {
+                Some(Ratio::Metrics {
+                    numerator: a.value.clone(),
+                    denominator: b.value.clone(),
+                })
+            }
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Metrics `name` needs, inputs first, ending with `name`.
+pub fn dependency_order(name: &str, infos: &HashMap<String, MetricInfo>, out: &mut Vec<String>) {
+    if out.iter().any(|n| n == name) {
+        return;
+    }
+    if let Some(i) = infos.get(name) {
+        for d in &i.deps {
+            dependency_order(d, infos, out);
+        }
+    }
+    out.push(name.to_string());
+}
+
+pub fn analyze_kpis(
+    project: &Project,
+    schemas: &Schemas,
+    sources: &SourceMap,
+    metrics: &HashMap<String, MetricInfo>,
+    diags: &mut Diagnostics,
+) -> HashMap<String, KpiInfo> {
+    let mut out = HashMap::new();
+    for k in &project.kpis {
+        if let Some(info) = analyze_kpi(project, schemas, sources, metrics, k, diags) {
+            out.insert(k.name.value.clone(), info);
+        }
+    }
+    out
+}
+
+fn analyze_kpi(
+    project: &Project,
+    schemas: &Schemas,
+    sources: &SourceMap,
+    metrics: &HashMap<String, MetricInfo>,
+    k: &Kpi,
+    diags: &mut Diagnostics,
+) -> Option<KpiInfo> {
+    let metric_known = project.metric(&k.metric.value).is_some();
+    if !metric_known {
+        diags.push(unknown_metric_at(project, &k.metric.value, k.metric.span));
+    }
+    let mut ok = metric_known && metrics.contains_key(&k.metric.value);
+    let mut drivers: Vec<String> = Vec::new();
+    if let Some(ds) = &k.drivers {
+        for d in ds {
+            if project.metric(&d.value).is_none() {
+                diags.push(unknown_metric_at(project, &d.value, d.span));
+                ok = false;
+            } else if !drivers.contains(&d.value) {
+                drivers.push(d.value.clone());
+            }
+        }
+    }
+    if let Some(dec) = &k.decomposition {
+        match metric_refs(dec) {
+            Ok(refs) => {
+                for r in &refs {
+                    if project.metric(r).is_none() {
+                        diags.push(unknown_metric(project, r, dec, sources));
+                        ok = false;
+                    }
+                }
+                if k.drivers.is_none() {
+                    drivers = refs;
+                }
+            }
+            Err(d) => {
+                diags.push(d);
+                ok = false;
+            }
+        }
+    }
+    if k.drivers.is_none()
+        && k.decomposition.is_none()
+        && let Some(i) = metrics.get(&k.metric.value)
+    {
+        drivers = i.deps.clone();
+    }
+    for r in &k.related {
+        if project.kpi(&r.value).is_none() && project.metric(&r.value).is_none() {
+            let names = project
+                .kpis
+                .iter()
+                .map(|k| k.name.value.as_str())
+                .chain(project.metrics.iter().map(|m| m.name.value.as_str()));
+            let hint = did_you_mean(&r.value, names);
+            diags.push(
+                Diagnostic::new(Code::InvalidReference, format!("related `{}` is neither a KPI nor a metric", r.value))
+                    .at(r.span, hint.map_or("unknown name".into(), |h| format!("did you mean `{h}`?"))),
+            );
+        }
+    }
+    if !ok {
+        return None;
+    }
+    let mut needed = Vec::new();
+    dependency_order(&k.metric.value, metrics, &mut needed);
+    for d in &drivers {
+        if metrics.contains_key(d) {
+            dependency_order(d, metrics, &mut needed);
+        }
+    }
+    let kpi_sources = metrics.get(&k.metric.value).map(|i| i.sources.clone()).unwrap_or_default();
+    let mut all_sources = BTreeSet::new();
+    for n in &needed {
+        if let Some(i) = metrics.get(n) {
+            all_sources.extend(i.sources.iter().cloned());
+        }
+    }
+    for s in &all_sources {
+        let Some(src) = project.source(s) else { continue };
+        if src.time.is_none() {
+            diags.push(
+                Diagnostic::new(Code::TimeRequired, format!("source `{s}` has no `time`, but KPI `{}` uses it at a {} grain", k.name.value, k.grain.as_str()))
+                    .at(src.name.span, "add `time:` to this source")
+                    .with_secondary(k.name.span, "used by this KPI"),
+            );
+            ok = false;
+        }
+        let scope = Scope {
+            project,
+            source: src,
+            schemas,
+            sources,
+        };
+        if let Some(f) = &k.filter {
+            check_filter(&scope, f, diags);
+        }
+    }
+    for b in &k.breakdowns {
+        for s in &kpi_sources {
+            let Some(src) = project.source(s) else { continue };
+            if !dimension_reachable(project, src, &b.value) {
+                let mut names: Vec<String> = src.dimensions.iter().map(|d| d.name.value.clone()).collect();
+                for j in &src.joins {
+                    if let Some(js) = project.source(&j.source.value) {
+                        names.extend(js.dimensions.iter().map(|d| format!("{}.{}", js.name.value, d.name.value)));
+                    }
+                }
+                let hint = did_you_mean(&b.value, names.iter().map(String::as_str));
+                diags.push(
+                    Diagnostic::new(Code::UnknownDimension, format!("breakdown `{}` is not a dimension of source `{s}`", b.value))
+                        .at(b.span, hint.map_or("not reachable".into(), |h| format!("did you mean `{h}`?")))
+                        .with_help(format!("declare `{}` under `dimensions:` of `{s}` or of a source it joins", b.value)),
+                );
+                ok = false;
+            }
+        }
+    }
+    ok.then_some(KpiInfo {
+        drivers,
+        metrics: needed,
+        sources: kpi_sources,
+    })
+}
+
+/// Whether `name` (`plan` or `customers.plan`) is a dimension of `src` or of
+/// a source it joins (unqualified only when unambiguous).
+pub fn dimension_reachable(project: &Project, src: &crate::model::Source, name: &str) -> bool {
+    if let Some((rel, dim)) = name.split_once('.') {
+        if rel == src.name.value {
+            return src.dimensions.iter().any(|d| d.name.value == dim);
+        }
+        return src.joins.iter().any(|j| {
+            j.source.value == rel
+                && project
+                    .source(rel)
+                    .is_some_and(|s| s.dimensions.iter().any(|d| d.name.value == dim))
+        });
+    }
+    if src.dimensions.iter().any(|d| d.name.value == name) {
+        return true;
+    }
+    src.joins
+        .iter()
+        .filter(|j| {
+            project
+                .source(&j.source.value)
+                .is_some_and(|s| s.dimensions.iter().any(|d| d.name.value == name))
+        })
+        .count()
+        == 1
+}
+
+/// Column pairs `(base column, joined column)` of an equality join
+/// condition `base.a = joined.b AND …`; `None` when it is anything else.
+pub fn join_pairs(e: &SqlExpr, base: &str, joined: &str) -> Option<Vec<(String, String)>> {
+    fn walk(e: &Expr, base: &str, joined: &str, out: &mut Vec<(String, String)>) -> bool {
+        match e {
+            Expr::Nested(e) => walk(e, base, joined, out),
+            Expr::BinaryOp {
+                left,
+                op: BinaryOperator::And,
+                right,
+            } => walk(left, base, joined, out) && walk(right, base, joined, out),
+            Expr::BinaryOp {
+                left,
+                op: BinaryOperator::Eq,
+                right,
+            } => {
+                let side = |e: &Expr| match e {
+                    Expr::CompoundIdentifier(p) if p.len() == 2 => Some((p[0].value.clone(), p[1].value.clone())),
+                    _ => None,
+                };
+                match (side(left), side(right)) {
+                    (Some((r1, c1)), Some((r2, c2))) if r1 == base && r2 == joined => {
+                        out.push((c1, c2));
+                        true
+                    }
+                    (Some((r1, c1)), Some((r2, c2))) if r1 == joined && r2 == base => {
+                        out.push((c2, c1));
+                        true
+                    }
+                    _ => false,
+                }
+            }
+            _ => false,
+        }
+    }
+    let mut out = Vec::new();
+    walk(&e.expr, base, joined, &mut out).then_some(out)
+}

@@ -1,0 +1,12 @@
+//! DuckDB: the embedded engine. The trait's defaults are DuckDB SQL, so
+//! nothing is overridden.
+
+use super::Dialect;
+
+pub struct DuckDb;
+
+impl Dialect for DuckDb {
+    fn name(&self) -> &'static str {
+        "duckdb"
+    }
+}

@@ -1,0 +1,854 @@
+//! Rendering: [`Plan`] → named queries and output SELECTs, as sqlparser
+//! AST, for one [`Dialect`].
+//!
+//! Naming: every step is a `kpic_*` relation. `kpic_scan_<source>` reads a
+//! source once; `kpic_agg_<source>_<grain>` groups it by period with one
+//! conditional aggregate per (metric, filter context), plus a `__lfl`
+//! variant over each period's first `elapsed_days` days;
+//! `kpic_win_<source>_<grain>_<kind>` computes rolling measures over a
+//! period spine; `kpic_k_<kpi>_{spine,base,cmp,vals}` turn those columns
+//! into one KPI's rows. In KPI steps a metric's value for a variant is
+//! column `<variant>__<metric>`: `v` value, `l` like-for-like value, `u`
+//! unfiltered value, `pv`/`pl` previous period's, `yv`/`yl` last year's.
+
+use std::collections::BTreeMap;
+use std::ops::ControlFlow;
+
+use sha2::{Digest, Sha256};
+use sqlparser::ast::{BinaryOperator, DataType, Expr, Query, SelectItem};
+
+use super::build::*;
+use super::{CheckQuery, CompiledSql, Dialect, NamedQuery, OutputQuery};
+use crate::model::{Accumulation, Direction, Grain};
+use crate::plan::{AggKind, AggNode, AsOfPlan, Formula, KpiNode, Plan, ScanNode, ScanRelation, TargetPlan};
+use crate::semantic::SemanticModel;
+
+const DAY: &str = "__kpic_day";
+const PARAMS: &str = "kpic_params";
+
+struct Renderer<'a> {
+    dialect: &'a dyn Dialect,
+    plan: &'a Plan,
+    model: &'a SemanticModel,
+    /// Named queries the as_of expression needs.
+    as_of_deps: Vec<String>,
+}
+
+/// Renders a plan for `dialect`.
+pub fn plan_to_sql(plan: &Plan, model: &SemanticModel, dialect: &dyn Dialect) -> CompiledSql {
+    let as_of_deps = match &plan.as_of {
+        AsOfPlan::Latest(_) => vec![PARAMS.to_string()],
+        _ => vec![],
+    };
+    let r = Renderer {
+        dialect,
+        plan,
+        model,
+        as_of_deps,
+    };
+    let mut named = Vec::new();
+    if let AsOfPlan::Latest(_) = &plan.as_of {
+        named.push(NamedQuery {
+            name: PARAMS.into(),
+            query: r.params(),
+            deps: vec![],
+            shared: true,
+        });
+    }
+    for s in &plan.scans {
+        named.push(r.scan(s));
+    }
+    for a in &plan.aggregates {
+        named.extend(r.aggregate(a));
+    }
+    let mut hashes = Vec::new();
+    let mut results = Vec::new();
+    let mut metrics = Vec::new();
+    for k in &plan.kpis {
+        let steps = r.kpi_steps(k);
+        let mut hasher = Sha256::new();
+        if let Some(def) = model.project.kpi(&k.name) {
+            // The texts shown in kpi_definitions; spans are left out so that
+            // moving a definition within its file keeps its hash.
+            for text in [
+                &def.label,
+                &def.description,
+                &def.objective,
+                &def.rationale,
+                &def.measurement,
+                &def.review,
+                &def.action_plan,
+            ] {
+                hasher.update(text.as_deref().unwrap_or("\u{0}").as_bytes());
+                hasher.update([0]);
+            }
+        }
+        for s in &steps {
+            hasher.update(s.query.to_string().as_bytes());
+        }
+        let digest = hasher.finalize();
+        let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+        hashes.push((k.name.clone(), hex));
+        named.extend(steps);
+        results.push(r.kpi_result(k));
+        metrics.extend(r.kpi_metric_rows(k));
+    }
+    let kpi_deps: Vec<String> = plan.kpis.iter().map(|k| step(&k.name, "vals")).collect();
+    let base_deps: Vec<String> = plan.kpis.iter().map(|k| step(&k.name, "base")).collect();
+    let outputs = vec![
+        OutputQuery {
+            table: "kpi_results".into(),
+            query: union(results, false).unwrap_or_else(|| empty(RESULT_COLUMNS)),
+            deps: kpi_deps,
+        },
+        OutputQuery {
+            table: "kpi_metrics".into(),
+            query: union(metrics, true).unwrap_or_else(|| empty(METRIC_COLUMNS)),
+            deps: base_deps,
+        },
+        OutputQuery {
+            table: "kpi_definitions".into(),
+            query: union(
+                plan.kpis.iter().filter_map(|k| r.definition(k, &hashes)).collect(),
+                false,
+            )
+            .unwrap_or_else(|| empty(DEFINITION_COLUMNS)),
+            deps: vec![],
+        },
+    ];
+    let checks = plan
+        .fanout_checks
+        .iter()
+        .map(|c| CheckQuery {
+            check: c.clone(),
+            query: r.fanout_query(c),
+        })
+        .collect();
+    CompiledSql {
+        dialect: dialect.name(),
+        named,
+        outputs,
+        checks,
+        definition_hashes: hashes,
+    }
+}
+
+fn step(kpi: &str, part: &str) -> String {
+    format!("kpic_k_{kpi}_{part}")
+}
+
+fn rel(name: &str) -> String {
+    format!("kpic_{name}")
+}
+
+enum Ty {
+    Text,
+    Date,
+    Double,
+    Bool,
+    Timestamp,
+}
+
+const RESULT_COLUMNS: &[(&str, Ty)] = &[
+    ("kpi", Ty::Text),
+    ("label", Ty::Text),
+    ("metric", Ty::Text),
+    ("grain", Ty::Text),
+    ("period", Ty::Text),
+    ("period_start", Ty::Date),
+    ("period_end", Ty::Date),
+    ("is_complete", Ty::Bool),
+    ("actual", Ty::Double),
+    ("target", Ty::Double),
+    ("attainment", Ty::Double),
+    ("status", Ty::Text),
+    ("projected", Ty::Double),
+    ("previous", Ty::Double),
+    ("change", Ty::Double),
+    ("change_pct", Ty::Double),
+    ("last_year", Ty::Double),
+    ("yoy_change_pct", Ty::Double),
+    ("numerator", Ty::Double),
+    ("denominator", Ty::Double),
+    ("direction", Ty::Text),
+    ("indicator", Ty::Text),
+    ("owner", Ty::Text),
+];
+
+const METRIC_COLUMNS: &[(&str, Ty)] = &[
+    ("metric", Ty::Text),
+    ("grain", Ty::Text),
+    ("period", Ty::Text),
+    ("period_start", Ty::Date),
+    ("period_end", Ty::Date),
+    ("value", Ty::Double),
+];
+
+const DEFINITION_COLUMNS: &[(&str, Ty)] = &[
+    ("kpi", Ty::Text),
+    ("label", Ty::Text),
+    ("description", Ty::Text),
+    ("metric", Ty::Text),
+    ("objective", Ty::Text),
+    ("owner", Ty::Text),
+    ("grain", Ty::Text),
+    ("direction", Ty::Text),
+    ("indicator", Ty::Text),
+    ("tolerance", Ty::Double),
+    ("format", Ty::Text),
+    ("rationale", Ty::Text),
+    ("measurement", Ty::Text),
+    ("review", Ty::Text),
+    ("action_plan", Ty::Text),
+    ("related", Ty::Text),
+    ("drivers", Ty::Text),
+    ("breakdowns", Ty::Text),
+    ("definition_hash", Ty::Text),
+    ("computed_at", Ty::Timestamp),
+];
+
+fn data_type(t: &Ty) -> DataType {
+    match t {
+        Ty::Text => varchar(),
+        Ty::Date => DataType::Date,
+        Ty::Double => double(),
+        Ty::Bool => DataType::Boolean,
+        Ty::Timestamp => DataType::Timestamp(None, sqlparser::ast::TimezoneInfo::None),
+    }
+}
+
+/// A typed empty table (no KPI selected).
+fn empty(columns: &[(&str, Ty)]) -> Query {
+    let mut s = select(
+        columns.iter().map(|(c, t)| item(cast(null(), data_type(t)), c)).collect(),
+        vec![],
+    );
+    s.selection = Some(eq(int(1), int(0)));
+    select_query(s)
+}
+
+fn text_or_null(v: Option<&str>) -> Expr {
+    match v {
+        Some(s) => string(s),
+        None => cast(null(), varchar()),
+    }
+}
+
+/// Adds `cond` to the FILTER clause of every aggregate in `measure`.
+fn with_filter(measure: &Expr, cond: Option<&Expr>) -> Expr {
+    let mut m = measure.clone();
+    let Some(cond) = cond else { return m };
+    let _ = sqlparser::ast::visit_expressions_mut(&mut m, |e| {
+        if let Expr::Function(f) = e
+            && crate::semantic::aggregates::is_aggregate_name(&crate::semantic::aggregates::function_name(f))
+        {
+            f.filter = Some(Box::new(match f.filter.take() {
+                Some(existing) => and(*existing, cond.clone()),
+                None => cond.clone(),
+            }));
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    m
+}
+
+impl Renderer<'_> {
+    fn as_of(&self) -> Expr {
+        match &self.plan.as_of {
+            AsOfPlan::Date(d) => self.dialect.date_literal(*d),
+            AsOfPlan::Today => self.dialect.current_date(),
+            AsOfPlan::Latest(_) => subquery(select_query(select(
+                vec![SelectItem::UnnamedExpr(col("as_of"))],
+                vec![from(table(object(PARAMS), None), vec![])],
+            ))),
+        }
+    }
+
+    fn deps(&self, mut deps: Vec<String>) -> Vec<String> {
+        deps.extend(self.as_of_deps.iter().cloned());
+        deps
+    }
+
+    fn relation(&self, r: &ScanRelation, alias: &str) -> sqlparser::ast::TableFactor {
+        match r {
+            ScanRelation::File(path) => self.dialect.file_relation(path, alias),
+            ScanRelation::Table(name) => table(name.clone(), Some(alias)),
+            ScanRelation::Query(q) => derived((**q).clone(), alias),
+        }
+    }
+
+    /// `as_of` = the latest day in any scanned source.
+    fn params(&self) -> Query {
+        let parts: Vec<Query> = self
+            .plan
+            .scans
+            .iter()
+            .map(|s| {
+                select_query(select(
+                    vec![item(func("max", vec![self.dialect.to_date(s.time.clone())]), "d")],
+                    vec![from(self.relation(&s.relation, &s.source), vec![])],
+                ))
+            })
+            .collect();
+        let all = union(parts, false).unwrap_or_else(|| {
+            select_query(select(vec![item(cast(null(), DataType::Date), "d")], vec![]))
+        });
+        select_query(select(
+            vec![item(func("max", vec![col("d")]), "as_of")],
+            vec![from(derived(all, "days"), vec![])],
+        ))
+    }
+
+    fn scan(&self, s: &ScanNode) -> NamedQuery {
+        let day = self.dialect.to_date(s.time.clone());
+        let mut projection = vec![item(day.clone(), DAY)];
+        projection.extend(s.columns.iter().map(|(name, e)| item(e.clone(), name)));
+        let joins = s
+            .joins
+            .iter()
+            .map(|j| left_join(self.relation(&j.relation, &j.alias), j.on.clone()))
+            .collect();
+        let mut sel = select(projection, vec![from(self.relation(&s.relation, &s.source), joins)]);
+        sel.selection = Some(lt_eq(day, self.as_of()));
+        NamedQuery {
+            name: rel(&s.name),
+            query: select_query(sel),
+            deps: self.deps(vec![]),
+            shared: false,
+        }
+    }
+
+    /// Days of the incomplete period so far: `as_of − period_start + 1`.
+    fn elapsed(&self, grain: Grain) -> Expr {
+        let as_of = self.as_of();
+        add(
+            self.dialect
+                .day_diff(self.dialect.period_start(grain, as_of.clone()), as_of),
+            int(1),
+        )
+    }
+
+    fn aggregate(&self, a: &AggNode) -> Vec<NamedQuery> {
+        match a.kind {
+            AggKind::Period => vec![self.period_aggregate(a)],
+            AggKind::Rolling(acc) => vec![self.rolling_aggregate(a, acc)],
+        }
+    }
+
+    fn period_aggregate(&self, a: &AggNode) -> NamedQuery {
+        let d = self.dialect;
+        let period = d.period_start(a.grain, col(DAY));
+        let lfl = lt(d.day_diff(period.clone(), col(DAY)), self.elapsed(a.grain));
+        let mut projection = vec![item(period.clone(), "period_start")];
+        for c in &a.columns {
+            projection.push(item(
+                cast(with_filter(&c.measure, c.filter.as_ref()), d.double_type()),
+                &c.name,
+            ));
+            if c.like_for_like {
+                let cond = match &c.filter {
+                    Some(f) => and(f.clone(), lfl.clone()),
+                    None => lfl.clone(),
+                };
+                projection.push(item(
+                    cast(with_filter(&c.measure, Some(&cond)), d.double_type()),
+                    &format!("{}__lfl", c.name),
+                ));
+            }
+        }
+        let mut sel = select(projection, vec![from(table(object(&rel(&a.scan)), None), vec![])]);
+        sel.group_by = sqlparser::ast::GroupByExpr::Expressions(vec![period], vec![]);
+        NamedQuery {
+            name: rel(&a.name),
+            query: select_query(sel),
+            deps: self.deps(vec![rel(&a.scan)]),
+            shared: true,
+        }
+    }
+
+    fn rolling_aggregate(&self, a: &AggNode, acc: Accumulation) -> NamedQuery {
+        let d = self.dialect;
+        let source_agg = rel(&format!("agg_{}_{}", a.scan.trim_start_matches("scan_"), a.grain.as_str()));
+        let first = subquery(select_query(select(
+            vec![SelectItem::UnnamedExpr(func("min", vec![col("period_start")]))],
+            vec![from(table(object(&source_agg), None), vec![])],
+        )));
+        let last = d.period_start(a.grain, self.as_of());
+        let spine = d.date_spine(a.grain, first, last, "__kpic_ps");
+        let ps = qcol("sp", "__kpic_ps");
+        let period_end = d.add_periods(a.grain, col("__kpic_ps"), 1);
+        let ends = select_query(select(
+            vec![
+                item(col("__kpic_ps"), "__kpic_ps"),
+                item(
+                    func("least", vec![period_end.clone(), d.add_days(self.as_of(), int(1))]),
+                    "__kpic_end",
+                ),
+                item(
+                    func(
+                        "least",
+                        vec![d.add_days(col("__kpic_ps"), self.elapsed(a.grain)), period_end],
+                    ),
+                    "__kpic_lfl_end",
+                ),
+            ],
+            vec![from(derived(spine, "s"), vec![])],
+        ));
+        let lower = |end: Expr| -> Option<Expr> {
+            match acc {
+                Accumulation::Window { days } => Some(d.add_days(end, neg(int(days as i64)))),
+                Accumulation::ToDate(g) => Some(d.period_start(g, ps.clone())),
+                Accumulation::All | Accumulation::None => None,
+            }
+        };
+        let range = |end: Expr| -> Expr {
+            let upper = lt(col(DAY), end.clone());
+            match lower(end) {
+                Some(lo) => and(gt_eq(col(DAY), lo), upper),
+                None => upper,
+            }
+        };
+        let mut projection = vec![item(ps.clone(), "period_start")];
+        for c in &a.columns {
+            for (suffix, end) in [("", qcol("sp", "__kpic_end")), ("__lfl", qcol("sp", "__kpic_lfl_end"))] {
+                if suffix == "__lfl" && !c.like_for_like {
+                    continue;
+                }
+                let cond = match &c.filter {
+                    Some(f) => and(f.clone(), range(end)),
+                    None => range(end),
+                };
+                projection.push(item(
+                    cast(with_filter(&c.measure, Some(&cond)), d.double_type()),
+                    &format!("{}{suffix}", c.name),
+                ));
+            }
+        }
+        let mut on = lt(col(DAY), qcol("sp", "__kpic_end"));
+        if let Some(lo) = lower(qcol("sp", "__kpic_lfl_end")) {
+            on = and(gt_eq(col(DAY), lo), on);
+        }
+        let mut sel = select(
+            projection,
+            vec![from(
+                derived(ends, "sp"),
+                vec![inner_join(table(object(&rel(&a.scan)), Some("s")), on)],
+            )],
+        );
+        sel.group_by = sqlparser::ast::GroupByExpr::Expressions(vec![ps], vec![]);
+        NamedQuery {
+            name: rel(&a.name),
+            query: select_query(sel),
+            deps: self.deps(vec![rel(&a.scan), source_agg]),
+            shared: true,
+        }
+    }
+
+    fn formula<'k>(&self, k: &'k KpiNode, metric: &str) -> Option<&'k Formula> {
+        k.formulas.iter().find(|(m, _)| m == metric).map(|(_, f)| f)
+    }
+
+    /// A metric's value in one variant, as an expression over the columns
+    /// of the KPI's steps. Variant `p` is the projection.
+    fn value(&self, k: &KpiNode, metric: &str, variant: &str) -> Expr {
+        match self.formula(k, metric) {
+            Some(Formula::Leaf { additive, .. }) => {
+                if variant == "p" {
+                    let v = col(&format!("v__{metric}"));
+                    if *additive {
+                        return case(
+                            vec![(col("is_complete"), v.clone())],
+                            Some(safe_div(
+                                mul(v, cast(col("__kpic_days"), double())),
+                                cast(col("__kpic_elapsed"), double()),
+                            )),
+                        );
+                    }
+                    return v;
+                }
+                col(&format!("{variant}__{metric}"))
+            }
+            Some(Formula::Derived(expr)) => {
+                let mut e = expr.clone();
+                let _ = sqlparser::ast::visit_expressions_mut(&mut e, |x| {
+                    match x {
+                        Expr::Identifier(i) => {
+                            *x = paren(self.value(k, &i.value, variant));
+                        }
+                        Expr::BinaryOp {
+                            left,
+                            op: BinaryOperator::Divide,
+                            right,
+                        } => {
+                            let (l, r) = ((**left).clone(), (**right).clone());
+                            *x = safe_div(l, r);
+                        }
+                        _ => {}
+                    }
+                    ControlFlow::<()>::Continue(())
+                });
+                paren(e)
+            }
+            None => cast(null(), double()),
+        }
+    }
+
+    fn kpi_steps(&self, k: &KpiNode) -> Vec<NamedQuery> {
+        let d = self.dialect;
+        // Spine: every period from the first with data to the one of as_of.
+        let starts = union(
+            k.range_aggs
+                .iter()
+                .map(|a| {
+                    select_query(select(
+                        vec![SelectItem::UnnamedExpr(col("period_start"))],
+                        vec![from(table(object(&rel(a)), None), vec![])],
+                    ))
+                })
+                .collect(),
+            false,
+        );
+        let first = match starts {
+            Some(q) => subquery(select_query(select(
+                vec![SelectItem::UnnamedExpr(func("min", vec![col("period_start")]))],
+                vec![from(derived(q, "starts"), vec![])],
+            ))),
+            None => cast(null(), DataType::Date),
+        };
+        let spine = d.date_spine(k.grain, first, d.period_start(k.grain, self.as_of()), "period_start");
+        let spine_name = step(&k.name, "spine");
+
+        // Base: the spine with every leaf column of every aggregate.
+        let mut aliases: BTreeMap<&str, String> = BTreeMap::new();
+        let mut leaves: Vec<(&str, &Formula)> = k.formulas.iter().map(|(m, f)| (m.as_str(), f)).collect();
+        let ratio_names = ["kpic_num", "kpic_den"];
+        if let Some((n, den)) = &k.ratio {
+            leaves.push((ratio_names[0], n));
+            leaves.push((ratio_names[1], den));
+        }
+        let mut projection = vec![
+            item(qcol("sp", "period_start"), "period_start"),
+            item(d.add_periods(k.grain, qcol("sp", "period_start"), 1), "period_end"),
+            item(
+                lt_eq(
+                    d.add_periods(k.grain, qcol("sp", "period_start"), 1),
+                    d.add_days(self.as_of(), int(1)),
+                ),
+                "is_complete",
+            ),
+            item(
+                d.day_diff(qcol("sp", "period_start"), d.add_periods(k.grain, qcol("sp", "period_start"), 1)),
+                "__kpic_days",
+            ),
+            item(
+                add(d.day_diff(qcol("sp", "period_start"), self.as_of()), int(1)),
+                "__kpic_elapsed",
+            ),
+        ];
+        if k.grain == Grain::Week {
+            projection.push(item(d.iso_year(qcol("sp", "period_start")), "__kpic_iy"));
+            projection.push(item(d.iso_week(qcol("sp", "period_start")), "__kpic_iw"));
+        }
+        let mut joins = Vec::new();
+        let mut deps = vec![spine_name.clone()];
+        for (metric, f) in &leaves {
+            let Formula::Leaf {
+                agg,
+                column,
+                unfiltered,
+                fill,
+                ..
+            } = f
+            else {
+                continue;
+            };
+            let alias = match aliases.get(agg.as_str()) {
+                Some(a) => a.clone(),
+                None => {
+                    let a = format!("a{}", aliases.len());
+                    aliases.insert(agg, a.clone());
+                    joins.push(left_join(
+                        table(object(&rel(agg)), Some(&a)),
+                        eq(qcol(&a, "period_start"), qcol("sp", "period_start")),
+                    ));
+                    deps.push(rel(agg));
+                    a
+                }
+            };
+            let filled = |c: &str| -> Expr {
+                let e = qcol(&alias, c);
+                match fill {
+                    Some(v) => func("coalesce", vec![e, num(*v)]),
+                    None => e,
+                }
+            };
+            projection.push(item(filled(column), &format!("v__{metric}")));
+            projection.push(item(filled(&format!("{column}__lfl")), &format!("l__{metric}")));
+            projection.push(item(filled(unfiltered), &format!("u__{metric}")));
+        }
+        // Ratio parts have no like-for-like column: reuse the value.
+        let fix_ratio_lfl = |p: &mut Vec<SelectItem>| {
+            for r in ratio_names {
+                if let Some(SelectItem::ExprWithAlias { expr, .. }) = p.iter_mut().find(
+                    |i| matches!(i, SelectItem::ExprWithAlias { alias, .. } if alias.value == format!("l__{r}")),
+                ) {
+                    *expr = col(&format!("v__{r}"));
+                }
+            }
+        };
+        fix_ratio_lfl(&mut projection);
+        let base = select(projection, vec![from(table(object(&spine_name), Some("sp")), joins)]);
+        let base_name = step(&k.name, "base");
+
+        // Comparisons: previous period (LAG over the gap-free spine) and
+        // the same period a year earlier (ISO week W of the previous ISO year).
+        let mut projection = vec![wildcard_of("b")];
+        for (metric, f) in &k.formulas {
+            if !matches!(f, Formula::Leaf { .. }) {
+                continue;
+            }
+            for (from_v, to) in [("v", "pv"), ("l", "pl")] {
+                projection.push(item(
+                    lag(qcol("b", &format!("{from_v}__{metric}")), qcol("b", "period_start")),
+                    &format!("{to}__{metric}"),
+                ));
+            }
+            for (from_v, to) in [("v", "yv"), ("l", "yl")] {
+                projection.push(item(qcol("ly", &format!("{from_v}__{metric}")), &format!("{to}__{metric}")));
+            }
+        }
+        let ly_on = if k.grain == Grain::Week {
+            and(
+                eq(qcol("ly", "__kpic_iy"), sub(qcol("b", "__kpic_iy"), int(1))),
+                eq(qcol("ly", "__kpic_iw"), qcol("b", "__kpic_iw")),
+            )
+        } else {
+            eq(
+                qcol("ly", "period_start"),
+                d.add_periods(Grain::Year, qcol("b", "period_start"), -1),
+            )
+        };
+        let cmp = select(
+            projection,
+            vec![from(
+                table(object(&base_name), Some("b")),
+                vec![left_join(table(object(&base_name), Some("ly")), ly_on)],
+            )],
+        );
+        let cmp_name = step(&k.name, "cmp");
+
+        // Values of the KPI's metric in every variant, and its target.
+        let m = k.metric.as_str();
+        let complete = col("is_complete");
+        let actual = self.value(k, m, "v");
+        let prev_full = self.value(k, m, "pv");
+        let ly_full = self.value(k, m, "yv");
+        let pick = |full: Expr, lfl: Expr| case(vec![(complete.clone(), full)], Some(lfl));
+        let target = match &k.target {
+            None => cast(null(), double()),
+            Some(TargetPlan::Absolute(v)) => cast(num(*v), double()),
+            Some(TargetPlan::Change { change, vs }) => {
+                let base = match vs {
+                    crate::model::Compare::Previous => prev_full.clone(),
+                    crate::model::Compare::LastYear => ly_full.clone(),
+                };
+                mul(base, num(1.0 + change))
+            }
+            Some(TargetPlan::Values(vs)) => case(
+                vs.iter()
+                    .map(|(start, v)| (eq(col("period_start"), d.date_literal(*start)), cast(num(*v), double())))
+                    .collect(),
+                Some(cast(null(), double())),
+            ),
+        };
+        let (numerator, denominator) = match &k.ratio {
+            Some(_) => (col("v__kpic_num"), col("v__kpic_den")),
+            None => (cast(null(), double()), cast(null(), double())),
+        };
+        let vals = select(
+            vec![
+                item(col("period_start"), "period_start"),
+                item(col("period_end"), "period_end"),
+                item(complete.clone(), "is_complete"),
+                item(actual, "actual"),
+                item(self.value(k, m, "p"), "projected"),
+                item(pick(prev_full, self.value(k, m, "pl")), "previous"),
+                item(pick(ly_full, self.value(k, m, "yl")), "last_year"),
+                item(target, "target"),
+                item(numerator, "numerator"),
+                item(denominator, "denominator"),
+            ],
+            vec![from(table(object(&cmp_name), None), vec![])],
+        );
+        vec![
+            NamedQuery {
+                name: spine_name,
+                query: spine,
+                deps: self.deps(k.range_aggs.iter().map(|a| rel(a)).collect()),
+                shared: false,
+            },
+            NamedQuery {
+                name: base_name.clone(),
+                query: select_query(base),
+                deps: self.deps(deps),
+                shared: false,
+            },
+            NamedQuery {
+                name: cmp_name.clone(),
+                query: select_query(cmp),
+                deps: vec![base_name],
+                shared: false,
+            },
+            NamedQuery {
+                name: step(&k.name, "vals"),
+                query: select_query(vals),
+                deps: vec![cmp_name],
+                shared: false,
+            },
+        ]
+    }
+
+    fn kpi_result(&self, k: &KpiNode) -> Query {
+        let d = self.dialect;
+        let actual = col("actual");
+        let target = col("target");
+        let projected = col("projected");
+        let tol = k.tolerance;
+        let (on_track, at_risk) = match k.direction {
+            Direction::HigherIsBetter => (
+                gt_eq(projected.clone(), target.clone()),
+                gt_eq(projected.clone(), mul(target.clone(), num(1.0 - tol))),
+            ),
+            Direction::LowerIsBetter => (
+                lt_eq(projected.clone(), target.clone()),
+                lt_eq(projected.clone(), mul(target.clone(), num(1.0 + tol))),
+            ),
+        };
+        let status = case(
+            vec![
+                (is_null(target.clone()), string("no_target")),
+                (is_null(projected.clone()), string("no_data")),
+                (on_track, string("on_track")),
+                (at_risk, string("at_risk")),
+            ],
+            Some(string("off_track")),
+        );
+        let change = sub(actual.clone(), col("previous"));
+        let yoy = sub(actual.clone(), col("last_year"));
+        let s = select(
+            vec![
+                item(string(&k.name), "kpi"),
+                item(text_or_null(k.label.as_deref()), "label"),
+                item(string(&k.metric), "metric"),
+                item(string(k.grain.as_str()), "grain"),
+                item(d.period_label(k.grain, col("period_start")), "period"),
+                item(col("period_start"), "period_start"),
+                item(col("period_end"), "period_end"),
+                item(col("is_complete"), "is_complete"),
+                item(actual.clone(), "actual"),
+                item(target.clone(), "target"),
+                item(safe_div(actual.clone(), target), "attainment"),
+                item(status, "status"),
+                item(projected, "projected"),
+                item(col("previous"), "previous"),
+                item(change.clone(), "change"),
+                item(safe_div(change, col("previous")), "change_pct"),
+                item(col("last_year"), "last_year"),
+                item(safe_div(yoy, col("last_year")), "yoy_change_pct"),
+                item(col("numerator"), "numerator"),
+                item(col("denominator"), "denominator"),
+                item(string(k.direction.as_str()), "direction"),
+                item(text_or_null(k.indicator.map(|i| i.as_str())), "indicator"),
+                item(text_or_null(k.owner.as_deref()), "owner"),
+            ],
+            vec![from(table(object(&step(&k.name, "vals")), None), vec![])],
+        );
+        select_query(s)
+    }
+
+    /// kpi_metrics rows of one KPI: unfiltered values of every metric it uses.
+    fn kpi_metric_rows(&self, k: &KpiNode) -> Vec<Query> {
+        let d = self.dialect;
+        k.metric_outputs
+            .iter()
+            .map(|m| {
+                select_query(select(
+                    vec![
+                        item(string(m), "metric"),
+                        item(string(k.grain.as_str()), "grain"),
+                        item(d.period_label(k.grain, col("period_start")), "period"),
+                        item(col("period_start"), "period_start"),
+                        item(col("period_end"), "period_end"),
+                        item(self.value(k, m, "u"), "value"),
+                    ],
+                    vec![from(table(object(&step(&k.name, "base")), None), vec![])],
+                ))
+            })
+            .collect()
+    }
+
+    fn definition(&self, k: &KpiNode, hashes: &[(String, String)]) -> Option<Query> {
+        let project = &self.model.project;
+        let def = project.kpi(&k.name)?;
+        let metric = project.metric(&k.metric)?;
+        let info = self.model.kpis.get(&k.name)?;
+        let list = |items: Vec<String>| -> Expr {
+            if items.is_empty() {
+                cast(null(), varchar())
+            } else {
+                string(&items.join(", "))
+            }
+        };
+        let hash = hashes.iter().find(|(n, _)| *n == k.name).map(|(_, h)| h.as_str());
+        Some(select_query(select(
+            vec![
+                item(string(&k.name), "kpi"),
+                item(text_or_null(def.label.as_deref()), "label"),
+                item(text_or_null(def.description.as_deref()), "description"),
+                item(string(&k.metric), "metric"),
+                item(text_or_null(def.objective.as_deref()), "objective"),
+                item(text_or_null(k.owner.as_deref()), "owner"),
+                item(string(k.grain.as_str()), "grain"),
+                item(string(k.direction.as_str()), "direction"),
+                item(text_or_null(k.indicator.map(|i| i.as_str())), "indicator"),
+                item(cast(num(k.tolerance), double()), "tolerance"),
+                item(string(metric.format.as_str()), "format"),
+                item(text_or_null(def.rationale.as_deref()), "rationale"),
+                item(text_or_null(def.measurement.as_deref()), "measurement"),
+                item(text_or_null(def.review.as_deref()), "review"),
+                item(text_or_null(def.action_plan.as_deref()), "action_plan"),
+                item(list(def.related.iter().map(|r| r.value.clone()).collect()), "related"),
+                item(list(info.drivers.clone()), "drivers"),
+                item(list(def.breakdowns.iter().map(|b| b.value.clone()).collect()), "breakdowns"),
+                item(text_or_null(hash), "definition_hash"),
+                item(
+                    cast(self.dialect.current_timestamp(), data_type(&Ty::Timestamp)),
+                    "computed_at",
+                ),
+            ],
+            vec![],
+        )))
+    }
+
+    /// Returns one key of the joined relation that appears twice, if any.
+    fn fanout_query(&self, c: &crate::plan::FanoutCheck) -> Query {
+        let keys: Vec<Expr> = c.keys.iter().map(|k| qcol("j", k)).collect();
+        let mut s = select(
+            keys.iter()
+                .enumerate()
+                .map(|(i, k)| item(cast(k.clone(), varchar()), &format!("k{i}")))
+                .collect(),
+            vec![from(self.relation(&c.relation, "j"), vec![])],
+        );
+        s.selection = and_all(keys.iter().map(|k| Expr::IsNotNull(Box::new(k.clone()))).collect());
+        s.group_by = sqlparser::ast::GroupByExpr::Expressions(keys, vec![]);
+        s.having = Some(binop(count_star(), BinaryOperator::Gt, int(1)));
+        let mut q = select_query(s);
+        q.limit_clause = Some(sqlparser::ast::LimitClause::LimitOffset {
+            limit: Some(int(1)),
+            offset: None,
+            limit_by: vec![],
+        });
+        q
+    }
+}
