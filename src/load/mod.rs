@@ -2,3 +2,4 @@
 //! YAML into [`raw`] definitions.
 
 pub mod raw;
+pub mod yaml;
