@@ -79,7 +79,7 @@ pub fn print_results(model: &SemanticModel, rows: &[KpiRow], format: RunFormat, 
         RunFormat::Table => {
             let mut table = Table::new();
             table
-                .load_preset(UTF8_FULL_CONDENSED)
+                .load_style(UTF8_FULL_CONDENSED)
                 .set_content_arrangement(ContentArrangement::Dynamic)
                 .set_header(vec![
                     "KPI", "Period", "Actual", "Target", "Attain.", "Status", "Projected", "vs prev", "vs last year",

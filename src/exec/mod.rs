@@ -176,7 +176,7 @@ pub fn run_build(project: &Project, compiled: &CompiledSql, options: &RunOptions
         let (code, message) = if timed_out {
             (Code::Timeout, format!("building `{label}` took longer than the timeout"))
         } else {
-            (Code::QueryFailed, format!("building `{label}` failed: {e}"))
+            (Code::QueryFailed, format!("building `{label}` failed: {}", first_lines(&e)))
         };
         let mut d = Diagnostic::new(code, message)
             .with_help("the previous output tables are unchanged; run `kpic compile` to read the SQL");
@@ -301,4 +301,10 @@ impl Catalog for DuckDbCatalog {
 /// Opens a database read-only (for `kpic explain` and tests).
 pub fn open_read_only(path: &Path) -> duckdb::Result<Connection> {
     Connection::open_with_flags(path, Config::default().access_mode(AccessMode::ReadOnly)?)
+}
+
+/// The engine's message without its list of candidate functions.
+fn first_lines(e: &str) -> String {
+    let cut = e.find("\n\tCandidate").unwrap_or(e.len());
+    e[..cut].trim_end().to_string()
 }

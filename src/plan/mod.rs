@@ -212,7 +212,8 @@ pub fn plan_kpis(model: &SemanticModel, options: &PlanOptions) -> Result<Plan, D
     let scans_used: BTreeSet<String> = b.aggs.values().map(|a| a.scan.clone()).collect();
     let mut scans: Vec<ScanNode> = Vec::new();
     let mut fanout_checks = Vec::new();
-    for (source, columns) in &b.scans {
+    let scan_columns = std::mem::take(&mut b.scans);
+    for (source, columns) in &scan_columns {
         if !scans_used.contains(&scan_name(source)) {
             continue;
         }

@@ -57,7 +57,8 @@ fn args(args: Vec<Expr>) -> FunctionArguments {
 
 pub fn function(name: &str, a: Vec<Expr>) -> Function {
     Function {
-        name: object(name),
+        // Function names are never quoted (`least`, `left` are keywords).
+        name: ObjectName::from(vec![Ident::new(name)]),
         uses_odbc_syntax: false,
         parameters: FunctionArguments::None,
         args: args(a),
@@ -70,6 +71,14 @@ pub fn function(name: &str, a: Vec<Expr>) -> Function {
 
 pub fn func(name: &str, a: Vec<Expr>) -> Expr {
     Expr::Function(function(name, a))
+}
+
+/// A niladic SQL function written without parentheses (`current_date`).
+pub fn keyword_function(name: &str) -> Expr {
+    Expr::Function(Function {
+        args: FunctionArguments::None,
+        ..function(name, vec![])
+    })
 }
 
 pub fn count_star() -> Expr {
@@ -248,8 +257,7 @@ pub fn table(name: ObjectName, as_name: Option<&str>) -> TableFactor {
         partitions: vec![],
         json_path: None,
         sample: None,
-        index_directives: vec![],
-        inheritance: None,
+        index_hints: vec![],
     }
 }
 
@@ -265,8 +273,7 @@ pub fn table_function(name: &str, a: Vec<Expr>, as_name: &str) -> TableFactor {
             partitions,
             json_path,
             sample,
-            index_directives,
-            inheritance,
+            index_hints,
             ..
         } => TableFactor::Table {
             name,
@@ -284,8 +291,7 @@ pub fn table_function(name: &str, a: Vec<Expr>, as_name: &str) -> TableFactor {
             partitions,
             json_path,
             sample,
-            index_directives,
-            inheritance,
+            index_hints,
         },
         other => other,
     }

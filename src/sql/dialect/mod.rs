@@ -59,11 +59,11 @@ pub trait Dialect {
     }
 
     fn current_date(&self) -> Expr {
-        func("current_date", vec![])
+        keyword_function("current_date")
     }
 
     fn current_timestamp(&self) -> Expr {
-        func("current_timestamp", vec![])
+        keyword_function("current_timestamp")
     }
 
     /// Start of the period containing the DATE `e`, as a DATE. DuckDB's
@@ -96,7 +96,7 @@ pub trait Dialect {
 
     /// The DATE `e` plus an integer number of days.
     fn add_days(&self, e: Expr, days: Expr) -> Expr {
-        cast(add(e, days), DataType::Date)
+        cast(add(e, cast(days, DataType::Integer(None))), DataType::Date)
     }
 
     /// Whole days from DATE `a` to DATE `b`: `date_diff('day', a, b)`.
