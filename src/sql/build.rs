@@ -395,7 +395,9 @@ pub fn union(parts: Vec<Query>, distinct: bool) -> Option<Query> {
     Some(query(body))
 }
 
-pub fn with(q: Query, ctes: Vec<(String, Query)>) -> Query {
+/// `WITH name AS [MATERIALIZED] (query), … q`; the flag asks the engine to
+/// compute a CTE read by several steps once.
+pub fn with(q: Query, ctes: Vec<(String, Query, bool)>) -> Query {
     if ctes.is_empty() {
         return q;
     }
@@ -405,14 +407,15 @@ pub fn with(q: Query, ctes: Vec<(String, Query)>) -> Query {
             recursive: false,
             cte_tables: ctes
                 .into_iter()
-                .map(|(name, q)| Cte {
+                .map(|(name, q, materialize)| Cte {
                     alias: TableAlias {
                         explicit: false,
                         ..alias(&name)
                     },
                     query: Box::new(q),
                     from: None,
-                    materialized: None,
+                    materialized: materialize
+                        .then_some(sqlparser::ast::CteAsMaterialized::Materialized),
                     closing_paren_token: AttachedToken::empty(),
                 })
                 .collect(),

@@ -63,7 +63,7 @@ impl CompiledSql {
 
     /// Named queries `deps` need (transitively), in dependency order,
     /// skipping those in `materialized`.
-    fn closure(&self, deps: &[String], materialized: &BTreeSet<String>) -> Vec<(String, Query)> {
+    fn closure(&self, deps: &[String], materialized: &BTreeSet<String>) -> Vec<(String, Query, bool)> {
         let mut order: Vec<String> = Vec::new();
         fn visit(c: &CompiledSql, name: &str, mat: &BTreeSet<String>, order: &mut Vec<String>) {
             if order.iter().any(|n| n == name) || mat.contains(name) {
@@ -81,7 +81,7 @@ impl CompiledSql {
         }
         order
             .into_iter()
-            .filter_map(|n| self.named(&n).map(|q| (n, q.query.clone())))
+            .filter_map(|n| self.named(&n).map(|q| (n, q.query.clone(), q.shared && q.name.starts_with("kpic_scan_"))))
             .collect()
     }
 
@@ -102,7 +102,7 @@ impl CompiledSql {
             let q = build::with(n.query.clone(), ctes);
             stmts.push(BuildStatement {
                 label: n.name.clone(),
-                sql: create_table_as(&n.name, q, true).to_string(),
+                sql: format!("{:#}", create_table_as(&n.name, q, true)),
             });
             materialized.insert(n.name.clone());
         }
@@ -111,7 +111,7 @@ impl CompiledSql {
             let q = build::with(o.query.clone(), ctes);
             stmts.push(BuildStatement {
                 label: o.table.clone(),
-                sql: create_table_as(&o.table, q, false).to_string(),
+                sql: format!("{:#}", create_table_as(&o.table, q, false)),
             });
         }
         stmts

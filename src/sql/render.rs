@@ -47,16 +47,16 @@ pub fn plan_to_sql(plan: &Plan, model: &SemanticModel, dialect: &dyn Dialect) ->
         as_of_deps,
     };
     let mut named = Vec::new();
+    for s in &plan.scans {
+        named.push(r.scan(s));
+    }
     if let AsOfPlan::Latest(_) = &plan.as_of {
         named.push(NamedQuery {
             name: PARAMS.into(),
             query: r.params(),
-            deps: vec![],
+            deps: plan.scans.iter().map(|s| rel(&s.name)).collect(),
             shared: true,
         });
-    }
-    for s in &plan.scans {
-        named.push(r.scan(s));
     }
     for a in &plan.aggregates {
         named.extend(r.aggregate(a));
@@ -277,7 +277,8 @@ impl Renderer<'_> {
         }
     }
 
-    /// `as_of` = the latest day in any scanned source.
+    /// `as_of` = the latest day in any scanned source. The scans are
+    /// materialized in this mode, so this reads no file twice.
     fn params(&self) -> Query {
         let parts: Vec<Query> = self
             .plan
@@ -285,8 +286,8 @@ impl Renderer<'_> {
             .iter()
             .map(|s| {
                 select_query(select(
-                    vec![item(func("max", vec![self.dialect.to_date(s.time.clone())]), "d")],
-                    vec![from(self.relation(&s.relation, &s.source), vec![])],
+                    vec![item(func("max", vec![col(DAY)]), "d")],
+                    vec![from(table(object(&rel(&s.name)), None), vec![])],
                 ))
             })
             .collect();
@@ -309,12 +310,20 @@ impl Renderer<'_> {
             .map(|j| left_join(self.relation(&j.relation, &j.alias), j.on.clone()))
             .collect();
         let mut sel = select(projection, vec![from(self.relation(&s.relation, &s.source), joins)]);
-        sel.selection = Some(lt_eq(day, self.as_of()));
+        // With `as_of: latest` every row is on or before as_of, and as_of is
+        // computed from the scans themselves.
+        let latest = matches!(self.plan.as_of, AsOfPlan::Latest(_));
+        if !latest {
+            sel.selection = Some(lt_eq(day, self.as_of()));
+        }
+        let readers = self.plan.aggregates.iter().filter(|a| a.scan == s.name).count();
         NamedQuery {
             name: rel(&s.name),
             query: select_query(sel),
-            deps: self.deps(vec![]),
-            shared: false,
+            deps: if latest { vec![] } else { self.deps(vec![]) },
+            // Each source is read once: a scan read by several aggregates
+            // (or by the as_of computation) is materialized.
+            shared: latest || readers > 1,
         }
     }
 

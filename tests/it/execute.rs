@@ -1726,6 +1726,16 @@ fn default_as_of_is_the_latest_time_of_the_kpi_sources() {
 /// §5: the five tables exist with the SPEC's columns; "Values are DOUBLE".
 #[test]
 fn output_tables_have_the_spec_columns_and_types() {
+    check_output_tables(&["kpi_results", "kpi_definitions", "kpi_metrics"]);
+}
+
+#[test]
+#[ignore = "kpi_breakdowns and kpi_drivers are built by the diagnostics issue (#3)"]
+fn diagnostic_tables_have_the_spec_columns_and_types() {
+    check_output_tables(&["kpi_breakdowns", "kpi_drivers"]);
+}
+
+fn check_output_tables(wanted: &[&str]) {
     let p = Project::from_fixture("monthly_orders");
     let db = p.run("2024-03-31");
     let tables: [(&str, &[&str], &[&str]); 5] = [
@@ -1858,6 +1868,9 @@ fn output_tables_have_the_spec_columns_and_types() {
         ),
     ];
     for (table, columns, doubles) in tables {
+        if !wanted.contains(&table) {
+            continue;
+        }
         let types = db.column_types(table);
         let type_of = |c: &str| types.iter().find(|(n, _)| n == c).map(|(_, t)| t.as_str());
         for c in columns {
@@ -1894,6 +1907,7 @@ fn output_tables_have_the_spec_columns_and_types() {
 /// the KPI's change; NULL member as SQL NULL; `dimension` as written in
 /// `breakdowns` (here the qualified `customers.plan`).
 #[test]
+#[ignore = "kpi_breakdowns and kpi_drivers are built by the diagnostics issue (#3)"]
 fn additive_breakdowns_sum_to_the_kpi_change() {
     let p = Project::from_fixture("orders_customers");
     let db = p.run("2024-03-31");
@@ -2032,6 +2046,7 @@ fn ratio_ab(month: &str, member: Option<Option<&str>>) -> (f64, f64) {
 /// effects, the zero-denominator rule, contributions summing exactly to the
 /// KPI change; other metrics (count distinct): actual/previous/change only.
 #[test]
+#[ignore = "kpi_breakdowns and kpi_drivers are built by the diagnostics issue (#3)"]
 fn ratio_breakdowns_mix_and_rate_effects() {
     let p = ratio_project();
     let db = p.run("2024-03-31");
@@ -2145,6 +2160,7 @@ fn ratio_breakdowns_mix_and_rate_effects() {
 /// identity; contributions sum to the KPI change; NULL contributions in the
 /// first period.
 #[test]
+#[ignore = "kpi_breakdowns and kpi_drivers are built by the diagnostics issue (#3)"]
 fn driver_attribution_log_shapley_and_none() {
     let p = ratio_project();
     let db = p.run("2024-03-31");
