@@ -1,1 +1,0 @@
-//! Rendering of diagnostics (human, JSON).
