@@ -1,14 +1,14 @@
 #![doc = include_str!("../ARCHITECTURE.md")]
 
-pub mod diagnostics;
-pub mod load;
-pub mod source;
-pub mod model;
-pub mod semantic;
-pub mod plan;
-pub mod sql;
-pub mod exec;
 pub mod cli;
+pub mod diagnostics;
+pub mod exec;
+pub mod load;
+pub mod model;
+pub mod plan;
+pub mod semantic;
+pub mod source;
+pub mod sql;
 
 use std::path::Path;
 

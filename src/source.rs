@@ -27,7 +27,11 @@ impl Span {
 
     /// A span covering both `self` and `other` (same file assumed).
     pub fn to(self, other: Span) -> Span {
-        Span::new(self.file, self.start.min(other.start), self.end.max(other.end))
+        Span::new(
+            self.file,
+            self.start.min(other.start),
+            self.end.max(other.end),
+        )
     }
 }
 
@@ -128,6 +132,9 @@ impl SourceMap {
 
     /// The text a span covers ("" when out of range).
     pub fn snippet(&self, span: Span) -> &str {
-        self.get(span.file).text.get(span.start..span.end).unwrap_or("")
+        self.get(span.file)
+            .text
+            .get(span.start..span.end)
+            .unwrap_or("")
     }
 }

@@ -19,7 +19,11 @@ use crate::semantic::{NoCatalog, SemanticModel};
 use crate::source::SourceMap;
 
 #[derive(Parser, Debug)]
-#[command(name = "kpic", version, about = "kpic compiles KPI definitions to SQL and runs them")]
+#[command(
+    name = "kpic",
+    version,
+    about = "kpic compiles KPI definitions to SQL and runs them"
+)]
 struct Cli {
     /// The project directory (default: the current directory).
     #[arg(long, global = true, default_value = ".")]
@@ -149,11 +153,17 @@ impl Ctx {
 
 /// Exit status for diagnostics that stopped a command.
 fn failure_kind(diags: &Diagnostics) -> Outcome {
-    let environment = diags
-        .iter()
-        .filter(|d| d.is_error())
-        .all(|d| matches!(d.code, Code::Database | Code::Timeout | Code::DialectUnsupported));
-    if environment { Outcome::Failure } else { Outcome::ProjectErrors }
+    let environment = diags.iter().filter(|d| d.is_error()).all(|d| {
+        matches!(
+            d.code,
+            Code::Database | Code::Timeout | Code::DialectUnsupported
+        )
+    });
+    if environment {
+        Outcome::Failure
+    } else {
+        Outcome::ProjectErrors
+    }
 }
 
 pub fn main() -> ExitCode {
@@ -185,9 +195,16 @@ pub fn main() -> ExitCode {
     };
     let outcome = match cli.command {
         Command::Init { dir } => init::init(&ctx, dir.as_deref()),
-        Command::Check { format, explain_code } => check(&ctx, format, explain_code),
+        Command::Check {
+            format,
+            explain_code,
+        } => check(&ctx, format, explain_code),
         Command::List { format } => list(&ctx, format),
-        Command::Compile { dialect, out, as_of } => compile(&ctx, dialect, out, as_of),
+        Command::Compile {
+            dialect,
+            out,
+            as_of,
+        } => compile(&ctx, dialect, out, as_of),
         Command::Run {
             db,
             as_of,
@@ -196,15 +213,18 @@ pub fn main() -> ExitCode {
             out,
             memory_limit,
             timeout,
-        } => run(&ctx, RunArgs {
-            db,
-            as_of,
-            select,
-            format,
-            out,
-            memory_limit,
-            timeout,
-        }),
+        } => run(
+            &ctx,
+            RunArgs {
+                db,
+                as_of,
+                select,
+                format,
+                out,
+                memory_limit,
+                timeout,
+            },
+        ),
     };
     match outcome {
         Outcome::Ok => ExitCode::SUCCESS,
@@ -214,10 +234,17 @@ pub fn main() -> ExitCode {
 }
 
 /// load → model → semantic. `None` when the project has errors (reported).
-fn analyze(ctx: &Ctx, catalog: &mut dyn crate::semantic::Catalog, json: bool) -> (Option<SemanticModel>, Diagnostics) {
+fn analyze(
+    ctx: &Ctx,
+    catalog: &mut dyn crate::semantic::Catalog,
+    json: bool,
+) -> (Option<SemanticModel>, Diagnostics) {
     if !ctx.root.is_dir() {
-        let d = Diagnostic::new(Code::ModelDir, format!("project directory `{}` does not exist", ctx.root.display()))
-            .with_help("pass --project DIR, or run kpic inside a project (kpic init creates one)");
+        let d = Diagnostic::new(
+            Code::ModelDir,
+            format!("project directory `{}` does not exist", ctx.root.display()),
+        )
+        .with_help("pass --project DIR, or run kpic inside a project (kpic init creates one)");
         return (None, d.into());
     }
     let (model, diags) = crate::analyze_project(&ctx.root, catalog);
@@ -260,12 +287,18 @@ fn check(ctx: &Ctx, format: CheckFormat, explain_code: Option<String>) -> Outcom
             }
         }
     }
-    if diags.has_errors() { Outcome::ProjectErrors } else { Outcome::Ok }
+    if diags.has_errors() {
+        Outcome::ProjectErrors
+    } else {
+        Outcome::Ok
+    }
 }
 
 fn list(ctx: &Ctx, format: CheckFormat) -> Outcome {
     let (model, _) = analyze(ctx, &mut NoCatalog, format == CheckFormat::Json);
-    let Some(model) = model else { return Outcome::ProjectErrors };
+    let Some(model) = model else {
+        return Outcome::ProjectErrors;
+    };
     output::list(&model, format == CheckFormat::Json);
     Outcome::Ok
 }
@@ -284,21 +317,34 @@ fn parse_as_of_arg(ctx: &Ctx, as_of: Option<&str>) -> Result<Option<AsOf>, Outco
     }
 }
 
-fn compile(ctx: &Ctx, dialect: Option<String>, out: Option<PathBuf>, as_of: Option<String>) -> Outcome {
+fn compile(
+    ctx: &Ctx,
+    dialect: Option<String>,
+    out: Option<PathBuf>,
+    as_of: Option<String>,
+) -> Outcome {
     let as_of = match parse_as_of_arg(ctx, as_of.as_deref()) {
         Ok(a) => a,
         Err(o) => return o,
     };
     let (model, _) = analyze(ctx, &mut NoCatalog, false);
-    let Some(model) = model else { return Outcome::ProjectErrors };
+    let Some(model) = model else {
+        return Outcome::ProjectErrors;
+    };
     let dialect_name = dialect.unwrap_or_else(|| model.project.config.dialect.value.clone());
     let Some(dialect) = crate::sql::dialect_named(&dialect_name) else {
         let d = if crate::sql::DIALECTS.contains(&dialect_name.as_str()) {
-            Diagnostic::new(Code::DialectUnsupported, format!("dialect `{dialect_name}` is not supported yet"))
-                .with_help("use --dialect duckdb; the other engines are on the roadmap")
+            Diagnostic::new(
+                Code::DialectUnsupported,
+                format!("dialect `{dialect_name}` is not supported yet"),
+            )
+            .with_help("use --dialect duckdb; the other engines are on the roadmap")
         } else {
-            Diagnostic::new(Code::DialectUnsupported, format!("unknown dialect `{dialect_name}`"))
-                .with_help(format!("dialects: {}", crate::sql::DIALECTS.join(", ")))
+            Diagnostic::new(
+                Code::DialectUnsupported,
+                format!("unknown dialect `{dialect_name}`"),
+            )
+            .with_help(format!("dialects: {}", crate::sql::DIALECTS.join(", ")))
         };
         ctx.report(&d.into(), &model.sources);
         return Outcome::Failure;
@@ -317,13 +363,22 @@ fn compile(ctx: &Ctx, dialect: Option<String>, out: Option<PathBuf>, as_of: Opti
     };
     let compiled = crate::sql::plan_to_sql(&plan, &model, dialect.as_ref());
     let out_dir = out
-        .unwrap_or_else(|| ctx.root.join(&model.project.config.target_dir).join("compiled"))
+        .unwrap_or_else(|| {
+            ctx.root
+                .join(&model.project.config.target_dir)
+                .join("compiled")
+        })
         .join(dialect.name());
     if let Err(e) = write_compiled(&out_dir, &compiled) {
         eprintln!("error: cannot write `{}`: {e}", out_dir.display());
         return Outcome::Failure;
     }
-    ctx.info(&format!("compiled {} KPIs for {} into {}", plan.kpis.len(), dialect.name(), out_dir.display()));
+    ctx.info(&format!(
+        "compiled {} KPIs for {} into {}",
+        plan.kpis.len(),
+        dialect.name(),
+        out_dir.display()
+    ));
     Outcome::Ok
 }
 
@@ -355,7 +410,9 @@ fn run(ctx: &Ctx, args: RunArgs) -> Outcome {
     };
     let mut catalog = crate::exec::DuckDbCatalog::new(&ctx.root);
     let (model, _) = analyze(ctx, &mut catalog, false);
-    let Some(model) = model else { return Outcome::ProjectErrors };
+    let Some(model) = model else {
+        return Outcome::ProjectErrors;
+    };
     let options = PlanOptions {
         as_of,
         select: args.select.clone(),
@@ -371,7 +428,10 @@ fn run(ctx: &Ctx, args: RunArgs) -> Outcome {
     let compiled = crate::sql::plan_to_sql(&plan, &model, &crate::sql::dialect::DuckDb);
     let database = match &args.db {
         Some(p) if p.as_os_str() == ":memory:" => ":memory:".to_string(),
-        Some(p) => std::path::absolute(p).unwrap_or_else(|_| p.clone()).to_string_lossy().into_owned(),
+        Some(p) => std::path::absolute(p)
+            .unwrap_or_else(|_| p.clone())
+            .to_string_lossy()
+            .into_owned(),
         None => model.project.config.database.clone(),
     };
     let timeout = match args.timeout {
@@ -384,7 +444,11 @@ fn run(ctx: &Ctx, args: RunArgs) -> Outcome {
     };
     let run_options = crate::exec::RunOptions {
         database,
-        memory_limit: args.memory_limit.clone().or(model.project.config.memory_limit.clone()).or(Some("2GB".into())),
+        memory_limit: args
+            .memory_limit
+            .clone()
+            .or(model.project.config.memory_limit.clone())
+            .or(Some("2GB".into())),
         timeout,
     };
     let rows = match crate::exec::run_build(&model.project, &compiled, &run_options) {

@@ -21,7 +21,11 @@ pub fn format_number(v: Option<f64>, format: Format) -> String {
         Format::Percent => format!("{:.2}%", v * 100.0),
         Format::Currency => format!("${}", group(v, 0)),
         Format::Number => {
-            let decimals = if v.fract() == 0.0 || v.abs() >= 1000.0 { 0 } else { 2 };
+            let decimals = if v.fract() == 0.0 || v.abs() >= 1000.0 {
+                0
+            } else {
+                2
+            };
             group(v, decimals)
         }
     }
@@ -29,7 +33,9 @@ pub fn format_number(v: Option<f64>, format: Format) -> String {
 
 fn group(v: f64, decimals: usize) -> String {
     let s = format!("{:.*}", decimals, v.abs());
-    let (int, frac) = s.split_once('.').map_or((s.as_str(), None), |(i, f)| (i, Some(f)));
+    let (int, frac) = s
+        .split_once('.')
+        .map_or((s.as_str(), None), |(i, f)| (i, Some(f)));
     let mut out = String::new();
     for (i, c) in int.chars().enumerate() {
         if i > 0 && (int.len() - i) % 3 == 0 {
@@ -55,7 +61,11 @@ fn pct(v: Option<f64>) -> String {
 }
 
 fn metric_format(model: &SemanticModel, metric: &str) -> Format {
-    model.project.metric(metric).map(|m| m.format).unwrap_or(Format::Number)
+    model
+        .project
+        .metric(metric)
+        .map(|m| m.format)
+        .unwrap_or(Format::Number)
 }
 
 pub fn print_results(model: &SemanticModel, rows: &[KpiRow], format: RunFormat, color: bool) {
@@ -82,7 +92,15 @@ pub fn print_results(model: &SemanticModel, rows: &[KpiRow], format: RunFormat, 
                 .load_style(UTF8_FULL_CONDENSED)
                 .set_content_arrangement(ContentArrangement::Dynamic)
                 .set_header(vec![
-                    "KPI", "Period", "Actual", "Target", "Attain.", "Status", "Projected", "vs prev", "vs last year",
+                    "KPI",
+                    "Period",
+                    "Actual",
+                    "Target",
+                    "Attain.",
+                    "Status",
+                    "Projected",
+                    "vs prev",
+                    "vs last year",
                 ]);
             if !color {
                 table.force_no_tty();
@@ -120,7 +138,10 @@ pub fn print_results(model: &SemanticModel, rows: &[KpiRow], format: RunFormat, 
                     Cell::new(period),
                     Cell::new(format_number(r.actual, f)),
                     Cell::new(format_number(r.target, f)),
-                    Cell::new(r.attainment.map_or("–".into(), |a| format!("{:.0}%", a * 100.0))),
+                    Cell::new(
+                        r.attainment
+                            .map_or("–".into(), |a| format!("{:.0}%", a * 100.0)),
+                    ),
                     status,
                     Cell::new(format_number(r.projected, f)),
                     Cell::new(pct(r.change_pct)),
@@ -183,21 +204,39 @@ pub fn list(model: &SemanticModel, json: bool) {
                 "has_target": k.target.is_some(),
             })).collect::<Vec<_>>(),
         });
-        let _ = writeln!(out, "{}", serde_json::to_string_pretty(&value).unwrap_or_default());
+        let _ = writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&value).unwrap_or_default()
+        );
         return;
     }
     let _ = writeln!(out, "Sources ({})", p.sources.len());
     for s in &p.sources {
         let dims: Vec<&str> = s.dimensions.iter().map(|d| d.name.value.as_str()).collect();
-        let _ = writeln!(out, "  {:<24} {:<6} dimensions: {}", s.name.value, relation(&s.relation), dims.join(", "));
+        let _ = writeln!(
+            out,
+            "  {:<24} {:<6} dimensions: {}",
+            s.name.value,
+            relation(&s.relation),
+            dims.join(", ")
+        );
     }
     let _ = writeln!(out, "Metrics ({})", p.metrics.len());
     for m in &p.metrics {
         let detail = match &m.kind {
-            MetricKind::Measure { source, measure, .. } => format!("{} on {}", measure.text, source.value),
+            MetricKind::Measure {
+                source, measure, ..
+            } => format!("{} on {}", measure.text, source.value),
             MetricKind::Derived { expr } => expr.text.clone(),
         };
-        let _ = writeln!(out, "  {:<24} {:<8} {}", m.name.value, metric_kind(&m.kind), detail);
+        let _ = writeln!(
+            out,
+            "  {:<24} {:<8} {}",
+            m.name.value,
+            metric_kind(&m.kind),
+            detail
+        );
     }
     let _ = writeln!(out, "KPIs ({})", p.kpis.len());
     for k in &p.kpis {
@@ -219,7 +258,10 @@ mod tests {
 
     #[test]
     fn formats_numbers() {
-        assert_eq!(format_number(Some(1234567.4), Format::Currency), "$1,234,567");
+        assert_eq!(
+            format_number(Some(1234567.4), Format::Currency),
+            "$1,234,567"
+        );
         assert_eq!(format_number(Some(0.0312), Format::Percent), "3.12%");
         assert_eq!(format_number(Some(-1234.0), Format::Number), "-1,234");
         assert_eq!(format_number(Some(12.345), Format::Number), "12.35");

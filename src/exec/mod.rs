@@ -61,7 +61,10 @@ fn configure(conn: &Connection, root: &Path, memory_limit: Option<&str>) -> duck
     let root = root.to_string_lossy().replace('\'', "''");
     conn.execute_batch(&format!("SET file_search_path = '{root}'"))?;
     if let Some(limit) = memory_limit {
-        conn.execute_batch(&format!("SET memory_limit = '{}'", limit.replace('\'', "''")))?;
+        conn.execute_batch(&format!(
+            "SET memory_limit = '{}'",
+            limit.replace('\'', "''")
+        ))?;
     }
     Ok(())
 }
@@ -72,8 +75,14 @@ fn database_path(root: &Path, database: &str) -> Option<PathBuf> {
 
 fn open(root: &Path, options: &RunOptions) -> Result<Connection, Diagnostic> {
     let fail = |e: String| {
-        Diagnostic::new(Code::Database, format!("cannot open the DuckDB database `{}`: {e}", options.database))
-            .with_help("check the path and that no other process is writing to it")
+        Diagnostic::new(
+            Code::Database,
+            format!(
+                "cannot open the DuckDB database `{}`: {e}",
+                options.database
+            ),
+        )
+        .with_help("check the path and that no other process is writing to it")
     };
     let conn = match database_path(root, &options.database) {
         Some(path) => {
@@ -93,7 +102,11 @@ fn open(root: &Path, options: &RunOptions) -> Result<Connection, Diagnostic> {
 }
 
 /// Runs `f` on the connection, interrupting it after `timeout`.
-fn with_timeout<T>(conn: &Connection, timeout: Option<Duration>, f: impl FnOnce() -> T) -> (T, bool) {
+fn with_timeout<T>(
+    conn: &Connection,
+    timeout: Option<Duration>,
+    f: impl FnOnce() -> T,
+) -> (T, bool) {
     let Some(timeout) = timeout else {
         return (f(), false);
     };
@@ -114,7 +127,11 @@ fn with_timeout<T>(conn: &Connection, timeout: Option<Duration>, f: impl FnOnce(
 }
 
 /// Checks joins, then replaces the output tables in one transaction.
-pub fn run_build(project: &Project, compiled: &CompiledSql, options: &RunOptions) -> Result<Vec<KpiRow>, Diagnostics> {
+pub fn run_build(
+    project: &Project,
+    compiled: &CompiledSql,
+    options: &RunOptions,
+) -> Result<Vec<KpiRow>, Diagnostics> {
     let conn = open(&project.root, options).map_err(Diagnostics::from)?;
     let mut diags = Diagnostics::new();
     for c in &compiled.checks {
@@ -162,24 +179,37 @@ pub fn run_build(project: &Project, compiled: &CompiledSql, options: &RunOptions
         return Err(diags);
     }
     let statements = compiled.build_statements();
-    let (result, timed_out) = with_timeout(&conn, options.timeout, || -> Result<(), (String, String)> {
-        conn.execute_batch("BEGIN TRANSACTION").map_err(|e| ("transaction".to_string(), e.to_string()))?;
-        for st in &statements {
-            if let Err(e) = conn.execute_batch(&st.sql) {
-                let _ = conn.execute_batch("ROLLBACK");
-                return Err((st.label.clone(), e.to_string()));
+    let (result, timed_out) = with_timeout(
+        &conn,
+        options.timeout,
+        || -> Result<(), (String, String)> {
+            conn.execute_batch("BEGIN TRANSACTION")
+                .map_err(|e| ("transaction".to_string(), e.to_string()))?;
+            for st in &statements {
+                if let Err(e) = conn.execute_batch(&st.sql) {
+                    let _ = conn.execute_batch("ROLLBACK");
+                    return Err((st.label.clone(), e.to_string()));
+                }
             }
-        }
-        conn.execute_batch("COMMIT").map_err(|e| ("commit".to_string(), e.to_string()))
-    });
+            conn.execute_batch("COMMIT")
+                .map_err(|e| ("commit".to_string(), e.to_string()))
+        },
+    );
     if let Err((label, e)) = result {
         let (code, message) = if timed_out {
-            (Code::Timeout, format!("building `{label}` took longer than the timeout"))
+            (
+                Code::Timeout,
+                format!("building `{label}` took longer than the timeout"),
+            )
         } else {
-            (Code::QueryFailed, format!("building `{label}` failed: {}", first_lines(&e)))
+            (
+                Code::QueryFailed,
+                format!("building `{label}` failed: {}", first_lines(&e)),
+            )
         };
-        let mut d = Diagnostic::new(code, message)
-            .with_help("the previous output tables are unchanged; run `kpic compile` to read the SQL");
+        let mut d = Diagnostic::new(code, message).with_help(
+            "the previous output tables are unchanged; run `kpic compile` to read the SQL",
+        );
         if let Some(kpi) = kpi_of_step(&label)
             && let Some(k) = project.kpi(kpi)
         {
@@ -190,7 +220,10 @@ pub fn run_build(project: &Project, compiled: &CompiledSql, options: &RunOptions
         return Err(d.into());
     }
     read_results(&conn).map_err(|e| {
-        Diagnostics::from(Diagnostic::new(Code::QueryFailed, format!("reading kpi_results back failed: {e}")))
+        Diagnostics::from(Diagnostic::new(
+            Code::QueryFailed,
+            format!("reading kpi_results back failed: {e}"),
+        ))
     })
 }
 
@@ -204,7 +237,10 @@ fn source_of_step(project: &Project, label: &str) -> Option<crate::source::Span>
     project
         .sources
         .iter()
-        .filter(|s| label.contains(&format!("_{}_", s.name.value)) || label.ends_with(&format!("_{}", s.name.value)))
+        .filter(|s| {
+            label.contains(&format!("_{}_", s.name.value))
+                || label.ends_with(&format!("_{}", s.name.value))
+        })
         .max_by_key(|s| s.name.value.len())
         .map(|s| s.name.span)
 }
@@ -262,8 +298,14 @@ impl DuckDbCatalog {
 }
 
 impl Catalog for DuckDbCatalog {
-    fn describe(&mut self, _project: &Project, source: &Source) -> Result<Option<Vec<Column>>, Diagnostic> {
-        let Some(conn) = &self.conn else { return Ok(None) };
+    fn describe(
+        &mut self,
+        _project: &Project,
+        source: &Source,
+    ) -> Result<Option<Vec<Column>>, Diagnostic> {
+        let Some(conn) = &self.conn else {
+            return Ok(None);
+        };
         let (relation, span) = match &source.relation {
             Relation::Path { path, .. } => {
                 let dialect = crate::sql::dialect::DuckDb;
@@ -289,7 +331,10 @@ impl Catalog for DuckDbCatalog {
             (Ok(cols), _) => Ok(Some(cols)),
             (Err(e), Relation::Path { .. }) => Err(Diagnostic::new(
                 Code::SchemaUnreadable,
-                format!("cannot read the columns of source `{}`: {e}", source.name.value),
+                format!(
+                    "cannot read the columns of source `{}`: {e}",
+                    source.name.value
+                ),
             )
             .at(span, "this file")
             .with_help("check that the file is valid CSV, Parquet or JSON")),

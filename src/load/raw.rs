@@ -21,7 +21,10 @@ pub enum NodeKind {
     Null,
     /// Any other scalar. `quoted` is true for '…' / "…" / block scalars,
     /// which are always strings (YAML 1.2 core schema).
-    Scalar { text: String, quoted: bool },
+    Scalar {
+        text: String,
+        quoted: bool,
+    },
     Seq(Vec<Node>),
     /// Entries in file order.
     Map(Vec<(Node, Node)>),
@@ -171,7 +174,10 @@ pub enum RawTarget {
         vs: Option<Text>,
     },
     /// `target: {values: {2026-Q1: 1.0e6}}`
-    Values { span: Span, values: Vec<(Text, Text)> },
+    Values {
+        span: Span,
+        values: Vec<(Text, Text)>,
+    },
     /// `target: {file: fixtures/targets.csv}`
     File { span: Span, path: Text },
 }

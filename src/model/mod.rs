@@ -85,11 +85,20 @@ impl Cx<'_> {
         self.diags.push(d);
     }
 
-    fn required<'t>(&mut self, value: &'t Option<Text>, key: &str, what: &str, span: Span) -> Option<&'t Text> {
+    fn required<'t>(
+        &mut self,
+        value: &'t Option<Text>,
+        key: &str,
+        what: &str,
+        span: Span,
+    ) -> Option<&'t Text> {
         if value.is_none() {
             self.error(
                 Diagnostic::new(Code::MissingKey, format!("{what} has no `{key}`"))
-                    .at(Span::new(span.file, span.start, span.start), format!("add `{key}:` here"))
+                    .at(
+                        Span::new(span.file, span.start, span.start),
+                        format!("add `{key}:` here"),
+                    )
                     .with_help(format!("every {what} needs `{key}`")),
             );
         }
@@ -173,10 +182,16 @@ impl Cx<'_> {
     }
 
     fn source(&mut self, raw: &RawSource) -> Option<Source> {
-        let name = self.required(&raw.name, "name", "a source", raw.span)?.clone();
+        let name = self
+            .required(&raw.name, "name", "a source", raw.span)?
+            .clone();
         let relation = self.relation(raw, &name)?;
         let time = raw.time.as_ref().and_then(|t| self.expr(t));
-        let dimensions = raw.dimensions.iter().filter_map(|d| self.dimension(d)).collect();
+        let dimensions = raw
+            .dimensions
+            .iter()
+            .filter_map(|d| self.dimension(d))
+            .collect();
         let joins = raw.joins.iter().filter_map(|j| self.join(j)).collect();
         Some(Source {
             name,
@@ -223,22 +238,23 @@ impl Cx<'_> {
             self.error(d);
             return None;
         }
-        let object_name = |cx: &mut Self, t: &Text| -> Option<Spanned<sqlparser::ast::ObjectName>> {
-            let rendered = match cx.templater.render(t) {
-                Ok(r) => r,
-                Err(d) => {
-                    cx.error(d);
-                    return None;
+        let object_name =
+            |cx: &mut Self, t: &Text| -> Option<Spanned<sqlparser::ast::ObjectName>> {
+                let rendered = match cx.templater.render(t) {
+                    Ok(r) => r,
+                    Err(d) => {
+                        cx.error(d);
+                        return None;
+                    }
+                };
+                match sql_field::parse_object_name(&rendered, t.span, cx.sources) {
+                    Ok(n) => Some(Spanned::new(n, t.span)),
+                    Err(d) => {
+                        cx.error(d);
+                        None
+                    }
                 }
             };
-            match sql_field::parse_object_name(&rendered, t.span, cx.sources) {
-                Ok(n) => Some(Spanned::new(n, t.span)),
-                Err(d) => {
-                    cx.error(d);
-                    None
-                }
-            }
-        };
         if let Some(path) = &raw.path {
             let table = match &raw.table {
                 Some(t) => Some(object_name(self, t)?),
@@ -280,7 +296,9 @@ impl Cx<'_> {
     }
 
     fn dimension(&mut self, raw: &RawDimension) -> Option<Dimension> {
-        let name = self.required(&raw.name, "name", "a dimension", raw.span)?.clone();
+        let name = self
+            .required(&raw.name, "name", "a dimension", raw.span)?
+            .clone();
         let expr = match &raw.expr {
             Some(e) => self.expr(e)?,
             None => SqlExpr {
@@ -300,7 +318,9 @@ impl Cx<'_> {
     }
 
     fn join(&mut self, raw: &RawJoin) -> Option<Join> {
-        let source = self.required(&raw.source, "source", "a join", raw.span)?.clone();
+        let source = self
+            .required(&raw.source, "source", "a join", raw.span)?
+            .clone();
         let on = self.required(&raw.on, "on", "a join", raw.span)?;
         let simple = on
             .value
@@ -320,7 +340,9 @@ impl Cx<'_> {
     }
 
     fn metric(&mut self, raw: &RawMetric) -> Option<Metric> {
-        let name = self.required(&raw.name, "name", "a metric", raw.span)?.clone();
+        let name = self
+            .required(&raw.name, "name", "a metric", raw.span)?
+            .clone();
         let format = match &raw.format {
             Some(f) => self.one_of(
                 f,
@@ -367,7 +389,9 @@ impl Cx<'_> {
                         );
                     }
                 }
-                MetricKind::Derived { expr: self.expr(e)? }
+                MetricKind::Derived {
+                    expr: self.expr(e)?,
+                }
             }
             (Some(m), None) => {
                 let Some(source) = raw.source.clone() else {
@@ -398,7 +422,9 @@ impl Cx<'_> {
                         format!("metric `{}` has neither `measure` nor `expr`", name.value),
                     )
                     .at(name.span, "this metric computes nothing")
-                    .with_help("add `source` + `measure: sum(col)`, or `expr: a / b` over other metrics"),
+                    .with_help(
+                        "add `source` + `measure: sum(col)`, or `expr: a / b` over other metrics",
+                    ),
                 );
                 return None;
             }
@@ -425,8 +451,11 @@ impl Cx<'_> {
         match (&raw.window, &raw.to_date) {
             (Some(w), Some(_)) => {
                 self.error(
-                    Diagnostic::new(Code::MetricKind, "a metric cannot have both `window` and `to_date`")
-                        .at(w.span, "remove `window` or `to_date`"),
+                    Diagnostic::new(
+                        Code::MetricKind,
+                        "a metric cannot have both `window` and `to_date`",
+                    )
+                    .at(w.span, "remove `window` or `to_date`"),
                 );
                 None
             }
@@ -447,9 +476,12 @@ impl Cx<'_> {
                     Some(days) if days <= 36_600 => Some(Accumulation::Window { days }),
                     _ => {
                         self.error(
-                            Diagnostic::new(Code::InvalidValue, format!("invalid window `{}`", w.value))
-                                .at(w.span, "expected `N days`, `N weeks` or `all`")
-                                .with_help("e.g. `window: 30 days`"),
+                            Diagnostic::new(
+                                Code::InvalidValue,
+                                format!("invalid window `{}`", w.value),
+                            )
+                            .at(w.span, "expected `N days`, `N weeks` or `all`")
+                            .with_help("e.g. `window: 30 days`"),
                         );
                         None
                     }
@@ -476,8 +508,11 @@ impl Cx<'_> {
             Ok(v) if v.is_finite() => Some(v),
             _ => {
                 self.error(
-                    Diagnostic::new(Code::InvalidValue, format!("{what} `{}` is not a number", t.value))
-                        .at(t.span, "expected a number"),
+                    Diagnostic::new(
+                        Code::InvalidValue,
+                        format!("{what} `{}` is not a number", t.value),
+                    )
+                    .at(t.span, "expected a number"),
                 );
                 None
             }
@@ -495,8 +530,11 @@ impl Cx<'_> {
             Some(p) if p.is_finite() => Some(p),
             _ => {
                 self.error(
-                    Diagnostic::new(Code::InvalidValue, format!("{what} `{v}` is not a percentage"))
-                        .at(t.span, "expected e.g. `10%` or `0.1`"),
+                    Diagnostic::new(
+                        Code::InvalidValue,
+                        format!("{what} `{v}` is not a percentage"),
+                    )
+                    .at(t.span, "expected e.g. `10%` or `0.1`"),
                 );
                 None
             }
@@ -509,7 +547,9 @@ impl Cx<'_> {
 
     fn kpi(&mut self, raw: &RawKpi) -> Option<Kpi> {
         let name = self.required(&raw.name, "name", "a KPI", raw.span)?.clone();
-        let metric = self.required(&raw.metric, "metric", "a KPI", raw.span).cloned();
+        let metric = self
+            .required(&raw.metric, "metric", "a KPI", raw.span)
+            .cloned();
         let grain = match &raw.grain {
             Some(g) => self.one_of(
                 g,
@@ -543,7 +583,10 @@ impl Cx<'_> {
             Some(i) => Some(self.one_of(
                 i,
                 "indicator",
-                &[("leading", Indicator::Leading), ("lagging", Indicator::Lagging)],
+                &[
+                    ("leading", Indicator::Leading),
+                    ("lagging", Indicator::Lagging),
+                ],
             )?),
             None => None,
         };
@@ -552,9 +595,12 @@ impl Cx<'_> {
                 let v = self.fraction(t, "tolerance")?;
                 if !(0.0..1.0).contains(&v) {
                     self.error(
-                        Diagnostic::new(Code::InvalidValue, format!("tolerance `{}` is outside [0, 1)", t.value))
-                            .at(t.span, "expected e.g. `10%` or `0.1`")
-                            .with_help("tolerance is the at_risk band below (or above) the target"),
+                        Diagnostic::new(
+                            Code::InvalidValue,
+                            format!("tolerance `{}` is outside [0, 1)", t.value),
+                        )
+                        .at(t.span, "expected e.g. `10%` or `0.1`")
+                        .with_help("tolerance is the at_risk band below (or above) the target"),
                     );
                     return None;
                 }
@@ -609,16 +655,20 @@ impl Cx<'_> {
                 let vs = self.one_of(
                     vs_t,
                     "comparison",
-                    &[("previous", Compare::Previous), ("last_year", Compare::LastYear)],
+                    &[
+                        ("previous", Compare::Previous),
+                        ("last_year", Compare::LastYear),
+                    ],
                 )?;
                 Some(Spanned::new(Target::Change { change, vs }, *span))
             }
             RawTarget::Values { span, values } => {
                 let mut out = Vec::new();
                 for (label, value) in values {
-                    let (Some(label), Some(v)) =
-                        (self.period_label(label, grain), self.number(value, "target"))
-                    else {
+                    let (Some(label), Some(v)) = (
+                        self.period_label(label, grain),
+                        self.number(value, "target"),
+                    ) else {
                         continue;
                     };
                     out.push((label, v));
@@ -640,9 +690,21 @@ impl Cx<'_> {
                 self.error(
                     Diagnostic::new(
                         Code::TargetLabel,
-                        format!("target label `{}` is a {} but the KPI's grain is {}", t.value, g.as_str(), grain.as_str()),
+                        format!(
+                            "target label `{}` is a {} but the KPI's grain is {}",
+                            t.value,
+                            g.as_str(),
+                            grain.as_str()
+                        ),
                     )
-                    .at(t.span, format!("expected a {} label like `{}`", grain.as_str(), period::example_label(grain))),
+                    .at(
+                        t.span,
+                        format!(
+                            "expected a {} label like `{}`",
+                            grain.as_str(),
+                            period::example_label(grain)
+                        ),
+                    ),
                 );
                 None
             }
@@ -664,35 +726,67 @@ impl Cx<'_> {
             cx.error(
                 Diagnostic::new(Code::TargetFile, msg)
                     .at(path.span, "this target file")
-                    .with_help("a target file is a CSV with columns period, target (and optionally kpi)"),
+                    .with_help(
+                        "a target file is a CSV with columns period, target (and optionally kpi)",
+                    ),
             );
             None
         };
         let meta = match std::fs::metadata(&full) {
             Ok(m) => m,
-            Err(e) => return fail(self, format!("cannot read target file `{}`: {e}", path.value)),
+            Err(e) => {
+                return fail(
+                    self,
+                    format!("cannot read target file `{}`: {e}", path.value),
+                );
+            }
         };
         if meta.len() > 10 * 1024 * 1024 {
-            return fail(self, format!("target file `{}` is larger than 10 MB", path.value));
+            return fail(
+                self,
+                format!("target file `{}` is larger than 10 MB", path.value),
+            );
         }
         let mut reader = match csv::ReaderBuilder::new().flexible(false).from_path(&full) {
             Ok(r) => r,
-            Err(e) => return fail(self, format!("cannot read target file `{}`: {e}", path.value)),
+            Err(e) => {
+                return fail(
+                    self,
+                    format!("cannot read target file `{}`: {e}", path.value),
+                );
+            }
         };
         let headers: Vec<String> = match reader.headers() {
             Ok(h) => h.iter().map(|h| h.trim().to_ascii_lowercase()).collect(),
-            Err(e) => return fail(self, format!("target file `{}` is not CSV: {e}", path.value)),
+            Err(e) => {
+                return fail(
+                    self,
+                    format!("target file `{}` is not CSV: {e}", path.value),
+                );
+            }
         };
         let col = |n: &str| headers.iter().position(|h| h == n);
         let (Some(pi), Some(ti)) = (col("period"), col("target")) else {
-            return fail(self, format!("target file `{}` lacks a `period` or `target` column (it has: {})", path.value, headers.join(", ")));
+            return fail(
+                self,
+                format!(
+                    "target file `{}` lacks a `period` or `target` column (it has: {})",
+                    path.value,
+                    headers.join(", ")
+                ),
+            );
         };
         let ki = col("kpi");
         let mut out = Vec::new();
         for (i, rec) in reader.records().enumerate() {
             let rec = match rec {
                 Ok(r) => r,
-                Err(e) => return fail(self, format!("target file `{}` row {}: {e}", path.value, i + 2)),
+                Err(e) => {
+                    return fail(
+                        self,
+                        format!("target file `{}` row {}: {e}", path.value, i + 2),
+                    );
+                }
             };
             if let Some(ki) = ki
                 && rec.get(ki).map(str::trim) != Some(kpi.value.as_str())
@@ -715,7 +809,16 @@ impl Cx<'_> {
                         .at(path.span, "in this target file"),
                     );
                 }
-                _ => return fail(self, format!("target file `{}` row {}: `{label}`, `{value}` is not a period label and a number", path.value, i + 2)),
+                _ => {
+                    return fail(
+                        self,
+                        format!(
+                            "target file `{}` row {}: `{label}`, `{value}` is not a period label and a number",
+                            path.value,
+                            i + 2
+                        ),
+                    );
+                }
             }
         }
         Some(out)
@@ -726,6 +829,8 @@ pub fn parse_as_of(s: &str) -> Option<AsOf> {
     match s.trim() {
         "latest" => Some(AsOf::Latest),
         "today" => Some(AsOf::Today),
-        d => NaiveDate::parse_from_str(d, "%Y-%m-%d").ok().map(AsOf::Date),
+        d => NaiveDate::parse_from_str(d, "%Y-%m-%d")
+            .ok()
+            .map(AsOf::Date),
     }
 }

@@ -122,7 +122,10 @@ mod tests {
     #[test]
     fn starts_and_ends() {
         assert_eq!(period_start(Grain::Week, d("2021-01-03")), d("2020-12-28"));
-        assert_eq!(period_start(Grain::Quarter, d("2026-05-20")), d("2026-04-01"));
+        assert_eq!(
+            period_start(Grain::Quarter, d("2026-05-20")),
+            d("2026-04-01")
+        );
         assert_eq!(period_end(Grain::Month, d("2024-02-01")), d("2024-03-01"));
         assert_eq!(period_end(Grain::Quarter, d("2026-10-01")), d("2027-01-01"));
     }

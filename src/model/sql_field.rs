@@ -9,7 +9,7 @@ use sqlparser::tokenizer::Token;
 
 use super::types::SqlExpr;
 use crate::diagnostics::{Code, Diagnostic};
-use crate::source::{Span, SourceMap};
+use crate::source::{SourceMap, Span};
 
 /// Parses `text` (the rendered field) as one expression. `span` is the
 /// field's span in its YAML file; `exact` says whether `text` is the file
@@ -17,20 +17,18 @@ use crate::source::{Span, SourceMap};
 /// onto it.
 pub fn parse_expr(text: &str, span: Span, sources: &SourceMap) -> Result<SqlExpr, Diagnostic> {
     let dialect = DuckDbDialect {};
-    let result = Parser::new(&dialect)
-        .try_with_sql(text)
-        .and_then(|mut p| {
-            let expr = p.parse_expr()?;
-            match p.peek_token().token {
-                Token::EOF => Ok(expr),
-                Token::SemiColon => Err(ParserError::ParserError(
-                    "a field holds one SQL expression, not statements".into(),
-                )),
-                other => Err(ParserError::ParserError(format!(
-                    "unexpected `{other}` after the expression"
-                ))),
-            }
-        });
+    let result = Parser::new(&dialect).try_with_sql(text).and_then(|mut p| {
+        let expr = p.parse_expr()?;
+        match p.peek_token().token {
+            Token::EOF => Ok(expr),
+            Token::SemiColon => Err(ParserError::ParserError(
+                "a field holds one SQL expression, not statements".into(),
+            )),
+            other => Err(ParserError::ParserError(format!(
+                "unexpected `{other}` after the expression"
+            ))),
+        }
+    });
     match result {
         Ok(expr) => Ok(SqlExpr {
             expr,
@@ -93,7 +91,11 @@ fn syntax_error(e: ParserError, text: &str, span: Span, sources: &SourceMap) -> 
         && sources.snippet(span) == text
         && line == 1
     {
-        let offset: usize = text.chars().take(col.saturating_sub(1)).map(char::len_utf8).sum();
+        let offset: usize = text
+            .chars()
+            .take(col.saturating_sub(1))
+            .map(char::len_utf8)
+            .sum();
         let start = (span.start + offset).min(span.end);
         let len = text[offset.min(text.len())..]
             .split_whitespace()

@@ -23,7 +23,7 @@ use crate::model::{
     Accumulation, AsOf, Compare, Direction, Grain, Indicator, JoinOn, Kpi, MetricKind, Relation,
     Source, Target,
 };
-use crate::semantic::{ColumnRef, Ratio, SemanticModel, Scope};
+use crate::semantic::{ColumnRef, Ratio, Scope, SemanticModel};
 
 /// What a plan is for.
 #[derive(Debug, Clone)]
@@ -129,7 +129,10 @@ pub enum Formula {
 #[derive(Debug, Clone)]
 pub enum TargetPlan {
     Absolute(f64),
-    Change { change: f64, vs: Compare },
+    Change {
+        change: f64,
+        vs: Compare,
+    },
     /// (period start, target)
     Values(Vec<(NaiveDate, f64)>),
 }
@@ -184,11 +187,19 @@ pub fn plan_kpis(model: &SemanticModel, options: &PlanOptions) -> Result<Plan, D
         match project.kpi(name) {
             Some(k) => selected.push(k),
             None => diags.push(
-                Diagnostic::new(Code::InvalidReference, format!("--select: no KPI named `{name}`"))
-                    .with_help(format!(
-                        "KPIs: {}",
-                        project.kpis.iter().map(|k| k.name.value.as_str()).collect::<Vec<_>>().join(", ")
-                    )),
+                Diagnostic::new(
+                    Code::InvalidReference,
+                    format!("--select: no KPI named `{name}`"),
+                )
+                .with_help(format!(
+                    "KPIs: {}",
+                    project
+                        .kpis
+                        .iter()
+                        .map(|k| k.name.value.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
             ),
         }
     }
@@ -217,7 +228,9 @@ pub fn plan_kpis(model: &SemanticModel, options: &PlanOptions) -> Result<Plan, D
         if !scans_used.contains(&scan_name(source)) {
             continue;
         }
-        let Some(src) = project.source(source) else { continue };
+        let Some(src) = project.source(source) else {
+            continue;
+        };
         if let Some((scan, checks)) = b.scan(src, columns) {
             scans.push(scan);
             fanout_checks.extend(checks);
@@ -271,7 +284,10 @@ impl Builder<'_> {
     fn resolve(&mut self, source: &Source, field: &crate::model::SqlExpr) -> Option<Expr> {
         match self.scope(source).resolve(field, true) {
             Ok(r) => {
-                self.scans.entry(source.name.value.clone()).or_default().extend(r.columns);
+                self.scans
+                    .entry(source.name.value.clone())
+                    .or_default()
+                    .extend(r.columns);
                 Some(r.expr)
             }
             Err(errs) => {
@@ -339,7 +355,13 @@ impl Builder<'_> {
     }
 
     /// The aggregate column of measure metric `name` in filter context `ctx`.
-    fn leaf(&mut self, name: &str, kpi: &Kpi, ctx: &str, filtered: bool) -> Option<(String, String)> {
+    fn leaf(
+        &mut self,
+        name: &str,
+        kpi: &Kpi,
+        ctx: &str,
+        filtered: bool,
+    ) -> Option<(String, String)> {
         let project = &self.model.project;
         let m = project.metric(name)?;
         let MetricKind::Measure {
@@ -419,8 +441,16 @@ impl Builder<'_> {
             .iter()
             .map(|s| self.period_agg(s, k.grain))
             .collect();
-        let ratio = match self.model.metrics.get(&k.metric.value).and_then(|i| i.ratio.clone()) {
-            Some(Ratio::Metrics { numerator, denominator }) => {
+        let ratio = match self
+            .model
+            .metrics
+            .get(&k.metric.value)
+            .and_then(|i| i.ratio.clone())
+        {
+            Some(Ratio::Metrics {
+                numerator,
+                denominator,
+            }) => {
                 let n = self.formula(&numerator, k, &ctx)?;
                 let d = self.formula(&denominator, k, &ctx)?;
                 Some((n, d))
@@ -522,10 +552,15 @@ impl Builder<'_> {
                     self.diags.push(
                         Diagnostic::new(
                             Code::PlanUnsupported,
-                            format!("source `{}` is a local file; other engines need a `table:`", src.name.value),
+                            format!(
+                                "source `{}` is a local file; other engines need a `table:`",
+                                src.name.value
+                            ),
                         )
                         .at(path.span, "only DuckDB reads local files")
-                        .with_help("add `table: schema.table` naming the same data in the warehouse"),
+                        .with_help(
+                            "add `table: schema.table` naming the same data in the warehouse",
+                        ),
                     );
                     None
                 }
@@ -535,7 +570,11 @@ impl Builder<'_> {
         }
     }
 
-    fn scan(&mut self, src: &Source, columns: &BTreeSet<ColumnRef>) -> Option<(ScanNode, Vec<FanoutCheck>)> {
+    fn scan(
+        &mut self,
+        src: &Source,
+        columns: &BTreeSet<ColumnRef>,
+    ) -> Option<(ScanNode, Vec<FanoutCheck>)> {
         let base = src.name.value.clone();
         let relation = self.relation(src)?;
         let time_field = src.time.as_ref()?;
@@ -559,20 +598,29 @@ impl Builder<'_> {
             if !joined_needed.contains(j.source.value.as_str()) {
                 continue;
             }
-            let Some(js) = self.model.project.source(&j.source.value) else { continue };
+            let Some(js) = self.model.project.source(&j.source.value) else {
+                continue;
+            };
             let relation = self.relation(js)?;
             let alias = js.name.value.clone();
             let (on, keys) = match &j.on {
                 JoinOn::Column(c) => (
                     Expr::BinaryOp {
-                        left: Box::new(Expr::CompoundIdentifier(vec![crate::sql::build::ident(&base), crate::sql::build::ident(&c.value)])),
+                        left: Box::new(Expr::CompoundIdentifier(vec![
+                            crate::sql::build::ident(&base),
+                            crate::sql::build::ident(&c.value),
+                        ])),
                         op: BinaryOperator::Eq,
-                        right: Box::new(Expr::CompoundIdentifier(vec![crate::sql::build::ident(&alias), crate::sql::build::ident(&c.value)])),
+                        right: Box::new(Expr::CompoundIdentifier(vec![
+                            crate::sql::build::ident(&alias),
+                            crate::sql::build::ident(&c.value),
+                        ])),
                     },
                     vec![c.value.clone()],
                 ),
                 JoinOn::Expr(e) => {
-                    let pairs = crate::semantic::expr::join_pairs(e, &base, &alias).unwrap_or_default();
+                    let pairs =
+                        crate::semantic::expr::join_pairs(e, &base, &alias).unwrap_or_default();
                     (e.expr.clone(), pairs.into_iter().map(|(_, k)| k).collect())
                 }
             };
@@ -583,16 +631,24 @@ impl Builder<'_> {
                 keys,
                 relation: relation.clone(),
             });
-            joins.push(ScanJoin { alias, relation, on });
+            joins.push(ScanJoin {
+                alias,
+                relation,
+                on,
+            });
         }
         let columns = columns
             .iter()
             .map(|c| {
                 let e = match c {
-                    ColumnRef::Base(col) => Expr::CompoundIdentifier(vec![crate::sql::build::ident(&base), crate::sql::build::ident(col)]),
-                    ColumnRef::Joined { source, column } => {
-                        Expr::CompoundIdentifier(vec![crate::sql::build::ident(source), crate::sql::build::ident(column)])
-                    }
+                    ColumnRef::Base(col) => Expr::CompoundIdentifier(vec![
+                        crate::sql::build::ident(&base),
+                        crate::sql::build::ident(col),
+                    ]),
+                    ColumnRef::Joined { source, column } => Expr::CompoundIdentifier(vec![
+                        crate::sql::build::ident(source),
+                        crate::sql::build::ident(column),
+                    ]),
                 };
                 (c.alias(), e)
             })
@@ -632,7 +688,9 @@ fn only_sum_count(e: &Expr) -> bool {
 
 fn nested(e: Expr) -> Expr {
     match e {
-        Expr::Identifier(_) | Expr::CompoundIdentifier(_) | Expr::Nested(_) | Expr::Function(_) => e,
+        Expr::Identifier(_) | Expr::CompoundIdentifier(_) | Expr::Nested(_) | Expr::Function(_) => {
+            e
+        }
         other => Expr::Nested(Box::new(other)),
     }
 }
@@ -644,8 +702,14 @@ fn qualify(mut e: Expr, base: &str, columns: &BTreeSet<ColumnRef>) -> Expr {
         .iter()
         .map(|c| {
             let q = match c {
-                ColumnRef::Base(col) => vec![crate::sql::build::ident(base), crate::sql::build::ident(col)],
-                ColumnRef::Joined { source, column } => vec![crate::sql::build::ident(source), crate::sql::build::ident(column)],
+                ColumnRef::Base(col) => vec![
+                    crate::sql::build::ident(base),
+                    crate::sql::build::ident(col),
+                ],
+                ColumnRef::Joined { source, column } => vec![
+                    crate::sql::build::ident(source),
+                    crate::sql::build::ident(column),
+                ],
             };
             (c.alias(), q)
         })

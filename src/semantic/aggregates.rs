@@ -30,14 +30,57 @@ pub const SUPPORTED: &[&str] = &[
 
 /// Aggregates an engine knows but kpic refuses (no portable translation).
 const OTHER_AGGREGATES: &[&str] = &[
-    "any_value", "approx_quantile", "approx_top_k", "arbitrary", "arg_max", "arg_min",
-    "argmax", "argmin", "array_agg", "avg_if", "bit_and", "bit_or", "bit_xor",
-    "bitstring_agg", "bool_and", "bool_or", "corr", "count_if", "countif", "covar_pop",
-    "covar_samp", "entropy", "every", "favg", "first", "first_value", "fsum", "geomean",
-    "group_concat", "histogram", "kahan_sum", "kurtosis", "last", "last_value", "list",
-    "listagg", "mad", "max_by", "min_by", "mode", "product", "quantile_disc",
-    "regr_slope", "reservoir_quantile", "skewness", "string_agg", "sum_if", "sumif",
-    "var_pop", "var_samp", "variance",
+    "any_value",
+    "approx_quantile",
+    "approx_top_k",
+    "arbitrary",
+    "arg_max",
+    "arg_min",
+    "argmax",
+    "argmin",
+    "array_agg",
+    "avg_if",
+    "bit_and",
+    "bit_or",
+    "bit_xor",
+    "bitstring_agg",
+    "bool_and",
+    "bool_or",
+    "corr",
+    "count_if",
+    "countif",
+    "covar_pop",
+    "covar_samp",
+    "entropy",
+    "every",
+    "favg",
+    "first",
+    "first_value",
+    "fsum",
+    "geomean",
+    "group_concat",
+    "histogram",
+    "kahan_sum",
+    "kurtosis",
+    "last",
+    "last_value",
+    "list",
+    "listagg",
+    "mad",
+    "max_by",
+    "min_by",
+    "mode",
+    "product",
+    "quantile_disc",
+    "regr_slope",
+    "reservoir_quantile",
+    "skewness",
+    "string_agg",
+    "sum_if",
+    "sumif",
+    "var_pop",
+    "var_samp",
+    "variance",
 ];
 
 pub fn function_name(f: &Function) -> String {
@@ -76,7 +119,8 @@ impl Visitor for Checker {
             Expr::Function(f) => {
                 let name = function_name(f);
                 if f.over.is_some() {
-                    self.problems.push(MeasureProblem::WindowFunction(name.clone()));
+                    self.problems
+                        .push(MeasureProblem::WindowFunction(name.clone()));
                 }
                 if is_aggregate_name(&name) {
                     if self.depth > 0 {
@@ -89,14 +133,18 @@ impl Visitor for Checker {
                     self.aggregates += 1;
                 }
             }
-            Expr::Identifier(i) if self.depth == 0 => {
-                self.problems.push(MeasureProblem::BareColumn(i.value.clone()))
+            Expr::Identifier(i) if self.depth == 0 => self
+                .problems
+                .push(MeasureProblem::BareColumn(i.value.clone())),
+            Expr::CompoundIdentifier(parts) if self.depth == 0 => {
+                self.problems.push(MeasureProblem::BareColumn(
+                    parts
+                        .iter()
+                        .map(|p| p.value.as_str())
+                        .collect::<Vec<_>>()
+                        .join("."),
+                ))
             }
-            Expr::CompoundIdentifier(parts) if self.depth == 0 => self.problems.push(
-                MeasureProblem::BareColumn(
-                    parts.iter().map(|p| p.value.as_str()).collect::<Vec<_>>().join("."),
-                ),
-            ),
             _ => {}
         }
         ControlFlow::Continue(())
@@ -168,7 +216,11 @@ pub fn is_additive(expr: &Expr) -> bool {
 pub fn avg_argument(expr: &Expr) -> Option<Expr> {
     match expr {
         Expr::Nested(e) => avg_argument(e),
-        Expr::Function(f) if matches!(function_name(f).as_str(), "avg" | "mean") && !is_distinct(f) && f.filter.is_none() => {
+        Expr::Function(f)
+            if matches!(function_name(f).as_str(), "avg" | "mean")
+                && !is_distinct(f)
+                && f.filter.is_none() =>
+        {
             match &f.args {
                 FunctionArguments::List(l) => match l.args.as_slice() {
                     [FunctionArg::Unnamed(FunctionArgExpr::Expr(e))] => Some(e.clone()),
@@ -188,17 +240,36 @@ mod tests {
     use sqlparser::parser::Parser;
 
     fn e(s: &str) -> Expr {
-        Parser::new(&DuckDbDialect {}).try_with_sql(s).unwrap().parse_expr().unwrap()
+        Parser::new(&DuckDbDialect {})
+            .try_with_sql(s)
+            .unwrap()
+            .parse_expr()
+            .unwrap()
     }
 
     #[test]
     fn classifies_measures() {
         assert!(check_measure(&e("sum(amount) - sum(discount)")).is_empty());
-        assert_eq!(check_measure(&e("amount")), vec![MeasureProblem::BareColumn("amount".into())]);
-        assert_eq!(check_measure(&e("sum(a) + b")), vec![MeasureProblem::BareColumn("b".into())]);
-        assert_eq!(check_measure(&e("sum(count(x))")), vec![MeasureProblem::Nested("count".into())]);
-        assert_eq!(check_measure(&e("string_agg(x, ',')")), vec![MeasureProblem::Unsupported("string_agg".into())]);
-        assert_eq!(check_measure(&e("1 + 2")), vec![MeasureProblem::NoAggregate]);
+        assert_eq!(
+            check_measure(&e("amount")),
+            vec![MeasureProblem::BareColumn("amount".into())]
+        );
+        assert_eq!(
+            check_measure(&e("sum(a) + b")),
+            vec![MeasureProblem::BareColumn("b".into())]
+        );
+        assert_eq!(
+            check_measure(&e("sum(count(x))")),
+            vec![MeasureProblem::Nested("count".into())]
+        );
+        assert_eq!(
+            check_measure(&e("string_agg(x, ',')")),
+            vec![MeasureProblem::Unsupported("string_agg".into())]
+        );
+        assert_eq!(
+            check_measure(&e("1 + 2")),
+            vec![MeasureProblem::NoAggregate]
+        );
         assert!(is_additive(&e("sum(a) - count(*)")));
         assert!(!is_additive(&e("count(distinct a)")));
         assert!(!is_additive(&e("sum(a) * 2")));

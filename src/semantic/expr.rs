@@ -9,14 +9,16 @@ use std::ops::ControlFlow;
 use sqlparser::ast::{BinaryOperator, Expr, UnaryOperator, Value};
 
 use super::aggregates::{self, MeasureProblem};
+use super::resolve::locate;
 use super::{KpiInfo, MetricInfo, Ratio, Schemas, Scope};
 use crate::diagnostics::{Code, Diagnostic, Diagnostics, did_you_mean};
 use crate::model::{Accumulation, Kpi, MetricKind, Project, SqlExpr};
 use crate::source::SourceMap;
-use super::resolve::locate;
 
 /// Functions allowed in derived expressions besides arithmetic.
-const DERIVED_FUNCTIONS: &[&str] = &["coalesce", "nullif", "abs", "least", "greatest", "round", "ln", "exp", "sqrt", "power"];
+const DERIVED_FUNCTIONS: &[&str] = &[
+    "coalesce", "nullif", "abs", "least", "greatest", "round", "ln", "exp", "sqrt", "power",
+];
 
 /// Metric names a derived expression references, or the problem with it.
 pub fn metric_refs(e: &SqlExpr) -> Result<Vec<String>, Diagnostic> {
@@ -36,10 +38,16 @@ pub fn metric_refs(e: &SqlExpr) -> Result<Vec<String>, Diagnostic> {
             },
             Expr::Nested(_) => None,
             Expr::BinaryOp { op, .. } => match op {
-                BinaryOperator::Plus | BinaryOperator::Minus | BinaryOperator::Multiply | BinaryOperator::Divide => None,
+                BinaryOperator::Plus
+                | BinaryOperator::Minus
+                | BinaryOperator::Multiply
+                | BinaryOperator::Divide => None,
                 other => Some(format!("operator `{other}` is not arithmetic")),
             },
-            Expr::UnaryOp { op: UnaryOperator::Minus | UnaryOperator::Plus, .. } => None,
+            Expr::UnaryOp {
+                op: UnaryOperator::Minus | UnaryOperator::Plus,
+                ..
+            } => None,
             Expr::Function(f) => {
                 let name = aggregates::function_name(f);
                 if name == "offset" {
@@ -60,14 +68,27 @@ pub fn metric_refs(e: &SqlExpr) -> Result<Vec<String>, Diagnostic> {
     });
     match problem {
         None => Ok(refs),
-        Some(p) => Err(Diagnostic::new(Code::InvalidExpression, format!("invalid metric expression: {p}"))
-            .at(e.span, "expected arithmetic over metric names")
-            .with_help("a derived `expr` combines metrics with + - * / and numbers, e.g. `revenue / orders`")
-            .with_note(format!("allowed functions: {}", DERIVED_FUNCTIONS.join(", ")))),
+        Some(p) => Err(Diagnostic::new(
+            Code::InvalidExpression,
+            format!("invalid metric expression: {p}"),
+        )
+        .at(e.span, "expected arithmetic over metric names")
+        .with_help(
+            "a derived `expr` combines metrics with + - * / and numbers, e.g. `revenue / orders`",
+        )
+        .with_note(format!(
+            "allowed functions: {}",
+            DERIVED_FUNCTIONS.join(", ")
+        ))),
     }
 }
 
-fn unknown_metric(project: &Project, name: &str, field: &SqlExpr, sources: &SourceMap) -> Diagnostic {
+fn unknown_metric(
+    project: &Project,
+    name: &str,
+    field: &SqlExpr,
+    sources: &SourceMap,
+) -> Diagnostic {
     let span = locate(sources, field.span, name);
     unknown_metric_at(project, name, span)
 }
@@ -76,7 +97,9 @@ fn unknown_metric_at(project: &Project, name: &str, span: crate::source::Span) -
     let hint = did_you_mean(name, project.metrics.iter().map(|m| m.name.value.as_str()));
     Diagnostic::new(Code::UnknownMetric, format!("unknown metric `{name}`")).at(
         span,
-        hint.map_or("no metric of this name".to_string(), |h| format!("did you mean `{h}`?")),
+        hint.map_or("no metric of this name".to_string(), |h| {
+            format!("did you mean `{h}`?")
+        }),
     )
 }
 
@@ -84,22 +107,37 @@ fn unknown_metric_at(project: &Project, name: &str, span: crate::source::Span) -
 fn may_be_boolean(e: &Expr, column_type: &dyn Fn(&str) -> Option<String>) -> bool {
     match e {
         Expr::Nested(e) => may_be_boolean(e, column_type),
-        Expr::BinaryOp { op, .. } => matches!(
-            op,
-            BinaryOperator::Eq
-                | BinaryOperator::NotEq
-                | BinaryOperator::Lt
-                | BinaryOperator::LtEq
-                | BinaryOperator::Gt
-                | BinaryOperator::GtEq
-                | BinaryOperator::And
-                | BinaryOperator::Or
-                | BinaryOperator::Xor
-                | BinaryOperator::Spaceship
-        ) || matches!(op, BinaryOperator::Custom(_) | BinaryOperator::PGRegexMatch | BinaryOperator::PGRegexIMatch | BinaryOperator::PGRegexNotMatch | BinaryOperator::PGRegexNotIMatch | BinaryOperator::PGLikeMatch | BinaryOperator::PGILikeMatch | BinaryOperator::PGNotLikeMatch | BinaryOperator::PGNotILikeMatch),
+        Expr::BinaryOp { op, .. } => {
+            matches!(
+                op,
+                BinaryOperator::Eq
+                    | BinaryOperator::NotEq
+                    | BinaryOperator::Lt
+                    | BinaryOperator::LtEq
+                    | BinaryOperator::Gt
+                    | BinaryOperator::GtEq
+                    | BinaryOperator::And
+                    | BinaryOperator::Or
+                    | BinaryOperator::Xor
+                    | BinaryOperator::Spaceship
+            ) || matches!(
+                op,
+                BinaryOperator::Custom(_)
+                    | BinaryOperator::PGRegexMatch
+                    | BinaryOperator::PGRegexIMatch
+                    | BinaryOperator::PGRegexNotMatch
+                    | BinaryOperator::PGRegexNotIMatch
+                    | BinaryOperator::PGLikeMatch
+                    | BinaryOperator::PGILikeMatch
+                    | BinaryOperator::PGNotLikeMatch
+                    | BinaryOperator::PGNotILikeMatch
+            )
+        }
         Expr::UnaryOp { op, .. } => matches!(op, UnaryOperator::Not),
         Expr::Value(v) => matches!(v.value, Value::Boolean(_) | Value::Null),
-        Expr::Identifier(i) => column_type(&i.value).is_none_or(|t| t.eq_ignore_ascii_case("BOOLEAN")),
+        Expr::Identifier(i) => {
+            column_type(&i.value).is_none_or(|t| t.eq_ignore_ascii_case("BOOLEAN"))
+        }
         Expr::CompoundIdentifier(_) => true,
         Expr::Function(_) | Expr::Cast { .. } | Expr::Case { .. } => true,
         Expr::Interval(_) | Expr::TypedString(_) => false,
@@ -111,9 +149,14 @@ fn may_be_boolean(e: &Expr, column_type: &dyn Fn(&str) -> Option<String>) -> boo
 fn check_filter(scope: &Scope, f: &SqlExpr, diags: &mut Diagnostics) {
     if let Some(a) = aggregates::contains_aggregate(&f.expr) {
         diags.push(
-            Diagnostic::new(Code::FilterNotBoolean, format!("a filter cannot use the aggregate `{a}`"))
-                .at(f.span, "filters apply to rows")
-                .with_help("filter rows (`status = 'completed'`); combine aggregates in a derived metric"),
+            Diagnostic::new(
+                Code::FilterNotBoolean,
+                format!("a filter cannot use the aggregate `{a}`"),
+            )
+            .at(f.span, "filters apply to rows")
+            .with_help(
+                "filter rows (`status = 'completed'`); combine aggregates in a derived metric",
+            ),
         );
         return;
     }
@@ -123,7 +166,12 @@ fn check_filter(scope: &Scope, f: &SqlExpr, diags: &mut Diagnostics) {
     }
     let cols = scope.schemas.get(&scope.source.name.value);
     let column_type = |name: &str| -> Option<String> {
-        if scope.source.dimensions.iter().any(|d| d.name.value == name && !matches!(&d.expr.expr, Expr::Identifier(_))) {
+        if scope
+            .source
+            .dimensions
+            .iter()
+            .any(|d| d.name.value == name && !matches!(&d.expr.expr, Expr::Identifier(_)))
+        {
             return None;
         }
         cols.and_then(|c| c.iter().find(|c| c.name.eq_ignore_ascii_case(name)))
@@ -131,9 +179,12 @@ fn check_filter(scope: &Scope, f: &SqlExpr, diags: &mut Diagnostics) {
     };
     if !may_be_boolean(&f.expr, &column_type) {
         diags.push(
-            Diagnostic::new(Code::FilterNotBoolean, format!("filter `{}` is not a condition", f.text))
-                .at(f.span, "this is not true or false per row")
-                .with_help("write a condition, e.g. `status = 'completed'`"),
+            Diagnostic::new(
+                Code::FilterNotBoolean,
+                format!("filter `{}` is not a condition", f.text),
+            )
+            .at(f.span, "this is not true or false per row")
+            .with_help("write a condition, e.g. `status = 'completed'`"),
         );
     }
 }
@@ -155,11 +206,20 @@ pub fn analyze_metrics(
                 accumulation,
             } => {
                 let Some(src) = project.source(&source.value) else {
-                    let hint = did_you_mean(&source.value, project.sources.iter().map(|s| s.name.value.as_str()));
+                    let hint = did_you_mean(
+                        &source.value,
+                        project.sources.iter().map(|s| s.name.value.as_str()),
+                    );
                     diags.push(
-                        Diagnostic::new(Code::UnknownSource, format!("unknown source `{}`", source.value)).at(
+                        Diagnostic::new(
+                            Code::UnknownSource,
+                            format!("unknown source `{}`", source.value),
+                        )
+                        .at(
                             source.span,
-                            hint.map_or("no source of this name".into(), |h| format!("did you mean `{h}`?")),
+                            hint.map_or("no source of this name".into(), |h| {
+                                format!("did you mean `{h}`?")
+                            }),
                         ),
                     );
                     continue;
@@ -201,7 +261,8 @@ pub fn analyze_metrics(
                 if let Some(f) = filter {
                     check_filter(&scope, f, diags);
                 }
-                let additive = aggregates::is_additive(&measure.expr) && *accumulation == Accumulation::None;
+                let additive =
+                    aggregates::is_additive(&measure.expr) && *accumulation == Accumulation::None;
                 let ratio = if *accumulation == Accumulation::None {
                     aggregates::avg_argument(&measure.expr).map(|argument| Ratio::Avg { argument })
                 } else {
@@ -240,7 +301,15 @@ pub fn analyze_metrics(
     let mut names: Vec<&String> = direct.keys().collect();
     names.sort();
     for name in names {
-        resolve_derived(project, name, &direct, &mut infos, &mut state, &mut Vec::new(), diags);
+        resolve_derived(
+            project,
+            name,
+            &direct,
+            &mut infos,
+            &mut state,
+            &mut Vec::new(),
+            diags,
+        );
     }
     infos
 }
@@ -257,7 +326,9 @@ fn resolve_derived(
     if infos.contains_key(name) {
         return true;
     }
-    let Some(deps) = direct.get(name) else { return false };
+    let Some(deps) = direct.get(name) else {
+        return false;
+    };
     match state.get(name) {
         Some(2) => return false,
         Some(1) => {
@@ -266,9 +337,12 @@ fn resolve_derived(
             cycle.push(name.to_string());
             if let Some(m) = project.metric(name) {
                 diags.push(
-                    Diagnostic::new(Code::MetricCycle, format!("metrics depend on each other: {}", cycle.join(" → ")))
-                        .at(m.name.span, "this metric is part of the cycle")
-                        .with_help("a derived metric cannot use itself, directly or through others"),
+                    Diagnostic::new(
+                        Code::MetricCycle,
+                        format!("metrics depend on each other: {}", cycle.join(" → ")),
+                    )
+                    .at(m.name.span, "this metric is part of the cycle")
+                    .with_help("a derived metric cannot use itself, directly or through others"),
                 );
             }
             for c in &cycle {
@@ -282,7 +356,9 @@ fn resolve_derived(
     stack.push(name.to_string());
     let mut ok = true;
     for d in deps {
-        if !infos.contains_key(d) && !resolve_derived(project, d, direct, infos, state, stack, diags) {
+        if !infos.contains_key(d)
+            && !resolve_derived(project, d, direct, infos, state, stack, diags)
+        {
             ok = false;
         }
     }
@@ -427,8 +503,14 @@ fn analyze_kpi(
                 .chain(project.metrics.iter().map(|m| m.name.value.as_str()));
             let hint = did_you_mean(&r.value, names);
             diags.push(
-                Diagnostic::new(Code::InvalidReference, format!("related `{}` is neither a KPI nor a metric", r.value))
-                    .at(r.span, hint.map_or("unknown name".into(), |h| format!("did you mean `{h}`?"))),
+                Diagnostic::new(
+                    Code::InvalidReference,
+                    format!("related `{}` is neither a KPI nor a metric", r.value),
+                )
+                .at(
+                    r.span,
+                    hint.map_or("unknown name".into(), |h| format!("did you mean `{h}`?")),
+                ),
             );
         }
     }
@@ -442,7 +524,10 @@ fn analyze_kpi(
             dependency_order(d, metrics, &mut needed);
         }
     }
-    let kpi_sources = metrics.get(&k.metric.value).map(|i| i.sources.clone()).unwrap_or_default();
+    let kpi_sources = metrics
+        .get(&k.metric.value)
+        .map(|i| i.sources.clone())
+        .unwrap_or_default();
     let mut all_sources = BTreeSet::new();
     for n in &needed {
         if let Some(i) = metrics.get(n) {
@@ -450,12 +535,21 @@ fn analyze_kpi(
         }
     }
     for s in &all_sources {
-        let Some(src) = project.source(s) else { continue };
+        let Some(src) = project.source(s) else {
+            continue;
+        };
         if src.time.is_none() {
             diags.push(
-                Diagnostic::new(Code::TimeRequired, format!("source `{s}` has no `time`, but KPI `{}` uses it at a {} grain", k.name.value, k.grain.as_str()))
-                    .at(src.name.span, "add `time:` to this source")
-                    .with_secondary(k.name.span, "used by this KPI"),
+                Diagnostic::new(
+                    Code::TimeRequired,
+                    format!(
+                        "source `{s}` has no `time`, but KPI `{}` uses it at a {} grain",
+                        k.name.value,
+                        k.grain.as_str()
+                    ),
+                )
+                .at(src.name.span, "add `time:` to this source")
+                .with_secondary(k.name.span, "used by this KPI"),
             );
             ok = false;
         }
@@ -471,19 +565,38 @@ fn analyze_kpi(
     }
     for b in &k.breakdowns {
         for s in &kpi_sources {
-            let Some(src) = project.source(s) else { continue };
+            let Some(src) = project.source(s) else {
+                continue;
+            };
             if !dimension_reachable(project, src, &b.value) {
-                let mut names: Vec<String> = src.dimensions.iter().map(|d| d.name.value.clone()).collect();
+                let mut names: Vec<String> = src
+                    .dimensions
+                    .iter()
+                    .map(|d| d.name.value.clone())
+                    .collect();
                 for j in &src.joins {
                     if let Some(js) = project.source(&j.source.value) {
-                        names.extend(js.dimensions.iter().map(|d| format!("{}.{}", js.name.value, d.name.value)));
+                        names.extend(
+                            js.dimensions
+                                .iter()
+                                .map(|d| format!("{}.{}", js.name.value, d.name.value)),
+                        );
                     }
                 }
                 let hint = did_you_mean(&b.value, names.iter().map(String::as_str));
                 diags.push(
-                    Diagnostic::new(Code::UnknownDimension, format!("breakdown `{}` is not a dimension of source `{s}`", b.value))
-                        .at(b.span, hint.map_or("not reachable".into(), |h| format!("did you mean `{h}`?")))
-                        .with_help(format!("declare `{}` under `dimensions:` of `{s}` or of a source it joins", b.value)),
+                    Diagnostic::new(
+                        Code::UnknownDimension,
+                        format!("breakdown `{}` is not a dimension of source `{s}`", b.value),
+                    )
+                    .at(
+                        b.span,
+                        hint.map_or("not reachable".into(), |h| format!("did you mean `{h}`?")),
+                    )
+                    .with_help(format!(
+                        "declare `{}` under `dimensions:` of `{s}` or of a source it joins",
+                        b.value
+                    )),
                 );
                 ok = false;
             }
@@ -541,7 +654,9 @@ pub fn join_pairs(e: &SqlExpr, base: &str, joined: &str) -> Option<Vec<(String, 
                 right,
             } => {
                 let side = |e: &Expr| match e {
-                    Expr::CompoundIdentifier(p) if p.len() == 2 => Some((p[0].value.clone(), p[1].value.clone())),
+                    Expr::CompoundIdentifier(p) if p.len() == 2 => {
+                        Some((p[0].value.clone(), p[1].value.clone()))
+                    }
                     _ => None,
                 };
                 match (side(left), side(right)) {

@@ -24,7 +24,11 @@ pub use resolve::{Column, ColumnRef, Schemas, Scope};
 pub trait Catalog {
     /// The columns of `source`'s relation; `Ok(None)` when it cannot be known
     /// (a warehouse table); `Err` when reading it failed (KPI404).
-    fn describe(&mut self, project: &Project, source: &Source) -> Result<Option<Vec<Column>>, Diagnostic>;
+    fn describe(
+        &mut self,
+        project: &Project,
+        source: &Source,
+    ) -> Result<Option<Vec<Column>>, Diagnostic>;
 }
 
 /// A catalog that knows nothing: every column is taken on trust.
@@ -54,7 +58,10 @@ pub struct MetricInfo {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Ratio {
     /// A derived `a / b` over two additive measure metrics.
-    Metrics { numerator: String, denominator: String },
+    Metrics {
+        numerator: String,
+        denominator: String,
+    },
     /// An `avg(x)` measure: `sum(x) / count(x)`.
     Avg { argument: Expr },
 }
@@ -116,9 +123,30 @@ fn valid_name(s: &str) -> bool {
 
 fn check_names(project: &Project, diags: &mut Diagnostics) {
     let kinds: [(&str, Vec<(&String, Span)>); 3] = [
-        ("source", project.sources.iter().map(|s| (&s.name.value, s.name.span)).collect()),
-        ("metric", project.metrics.iter().map(|m| (&m.name.value, m.name.span)).collect()),
-        ("KPI", project.kpis.iter().map(|k| (&k.name.value, k.name.span)).collect()),
+        (
+            "source",
+            project
+                .sources
+                .iter()
+                .map(|s| (&s.name.value, s.name.span))
+                .collect(),
+        ),
+        (
+            "metric",
+            project
+                .metrics
+                .iter()
+                .map(|m| (&m.name.value, m.name.span))
+                .collect(),
+        ),
+        (
+            "KPI",
+            project
+                .kpis
+                .iter()
+                .map(|k| (&k.name.value, k.name.span))
+                .collect(),
+        ),
     ];
     for (kind, names) in kinds {
         let mut seen: HashMap<&str, Span> = HashMap::new();
@@ -132,10 +160,13 @@ fn check_names(project: &Project, diags: &mut Diagnostics) {
             }
             if let Some(first) = seen.get(name.as_str()) {
                 diags.push(
-                    Diagnostic::new(Code::DuplicateName, format!("{kind} `{name}` is defined twice"))
-                        .at(span, "defined again here")
-                        .with_secondary(*first, "first defined here")
-                        .with_help("rename or remove one of them"),
+                    Diagnostic::new(
+                        Code::DuplicateName,
+                        format!("{kind} `{name}` is defined twice"),
+                    )
+                    .at(span, "defined again here")
+                    .with_secondary(*first, "first defined here")
+                    .with_help("rename or remove one of them"),
                 );
             } else {
                 seen.insert(name, span);
@@ -147,16 +178,25 @@ fn check_names(project: &Project, diags: &mut Diagnostics) {
         for d in &s.dimensions {
             if !valid_name(&d.name.value) {
                 diags.push(
-                    Diagnostic::new(Code::InvalidName, format!("invalid dimension name `{}`", d.name.value))
-                        .at(d.name.span, "names match [a-z][a-z0-9_]{0,62}")
-                        .with_help(format!("try `{}` with `expr:` for the column", suggest_name(&d.name.value))),
+                    Diagnostic::new(
+                        Code::InvalidName,
+                        format!("invalid dimension name `{}`", d.name.value),
+                    )
+                    .at(d.name.span, "names match [a-z][a-z0-9_]{0,62}")
+                    .with_help(format!(
+                        "try `{}` with `expr:` for the column",
+                        suggest_name(&d.name.value)
+                    )),
                 );
             }
             if let Some(first) = seen.get(d.name.value.as_str()) {
                 diags.push(
                     Diagnostic::new(
                         Code::DuplicateDimension,
-                        format!("source `{}` declares dimension `{}` twice", s.name.value, d.name.value),
+                        format!(
+                            "source `{}` declares dimension `{}` twice",
+                            s.name.value, d.name.value
+                        ),
                     )
                     .at(d.name.span, "declared again here")
                     .with_secondary(*first, "first declared here"),
@@ -185,7 +225,11 @@ fn has_glob(path: &str) -> bool {
     path.contains(['*', '?', '['])
 }
 
-fn describe_sources(project: &Project, catalog: &mut dyn Catalog, diags: &mut Diagnostics) -> Schemas {
+fn describe_sources(
+    project: &Project,
+    catalog: &mut dyn Catalog,
+    diags: &mut Diagnostics,
+) -> Schemas {
     let mut schemas = Schemas::new();
     for s in &project.sources {
         if let Relation::Path { path, .. } = &s.relation
@@ -193,9 +237,12 @@ fn describe_sources(project: &Project, catalog: &mut dyn Catalog, diags: &mut Di
             && !project.root.join(&path.value).exists()
         {
             diags.push(
-                Diagnostic::new(Code::PathNotFound, format!("source `{}`: no file at `{}`", s.name.value, path.value))
-                    .at(path.span, "this path does not exist")
-                    .with_help("paths are relative to the project directory"),
+                Diagnostic::new(
+                    Code::PathNotFound,
+                    format!("source `{}`: no file at `{}`", s.name.value, path.value),
+                )
+                .at(path.span, "this path does not exist")
+                .with_help("paths are relative to the project directory"),
             );
             continue;
         }
@@ -210,7 +257,12 @@ fn describe_sources(project: &Project, catalog: &mut dyn Catalog, diags: &mut Di
     schemas
 }
 
-fn check_sources(project: &Project, schemas: &Schemas, sources: &SourceMap, diags: &mut Diagnostics) {
+fn check_sources(
+    project: &Project,
+    schemas: &Schemas,
+    sources: &SourceMap,
+    diags: &mut Diagnostics,
+) {
     for s in &project.sources {
         let scope = Scope {
             project,
@@ -230,15 +282,23 @@ fn check_sources(project: &Project, schemas: &Schemas, sources: &SourceMap, diag
             }
             if !joined.insert(name.clone()) {
                 diags.push(
-                    Diagnostic::new(Code::InvalidJoin, format!("source `{}` joins `{name}` twice", s.name.value))
-                        .at(j.source.span, "joined again here"),
+                    Diagnostic::new(
+                        Code::InvalidJoin,
+                        format!("source `{}` joins `{name}` twice", s.name.value),
+                    )
+                    .at(j.source.span, "joined again here"),
                 );
             }
             let Some(target) = project.source(name) else {
-                let hint = did_you_mean(name, project.sources.iter().map(|s| s.name.value.as_str()));
+                let hint =
+                    did_you_mean(name, project.sources.iter().map(|s| s.name.value.as_str()));
                 diags.push(
-                    Diagnostic::new(Code::UnknownSource, format!("unknown source `{name}`"))
-                        .at(j.source.span, hint.map_or("no source of this name".into(), |h| format!("did you mean `{h}`?"))),
+                    Diagnostic::new(Code::UnknownSource, format!("unknown source `{name}`")).at(
+                        j.source.span,
+                        hint.map_or("no source of this name".into(), |h| {
+                            format!("did you mean `{h}`?")
+                        }),
+                    ),
                 );
                 continue;
             };
@@ -248,13 +308,22 @@ fn check_sources(project: &Project, schemas: &Schemas, sources: &SourceMap, diag
                         if let Some(cols) = schemas.get(&src.name.value)
                             && !cols.iter().any(|c| c.name.eq_ignore_ascii_case(&col.value))
                         {
-                            let hint = did_you_mean(&col.value, cols.iter().map(|c| c.name.as_str()));
+                            let hint =
+                                did_you_mean(&col.value, cols.iter().map(|c| c.name.as_str()));
                             diags.push(
                                 Diagnostic::new(
                                     Code::UnknownColumn,
-                                    format!("{what} `{}` has no column `{}` to join on", src.name.value, col.value),
+                                    format!(
+                                        "{what} `{}` has no column `{}` to join on",
+                                        src.name.value, col.value
+                                    ),
                                 )
-                                .at(col.span, hint.map_or("unknown column".into(), |h| format!("did you mean `{h}`?"))),
+                                .at(
+                                    col.span,
+                                    hint.map_or("unknown column".into(), |h| {
+                                        format!("did you mean `{h}`?")
+                                    }),
+                                ),
                             );
                         }
                     }
@@ -262,9 +331,15 @@ fn check_sources(project: &Project, schemas: &Schemas, sources: &SourceMap, diag
                 crate::model::JoinOn::Expr(e) => {
                     if expr::join_pairs(e, &s.name.value, name).is_none() {
                         diags.push(
-                            Diagnostic::new(Code::InvalidJoin, "a join condition must be equalities between the two sources")
-                                .at(e.span, "cannot use this condition")
-                                .with_help(format!("e.g. `{}.customer_id = {name}.id` (several joined with AND)", s.name.value)),
+                            Diagnostic::new(
+                                Code::InvalidJoin,
+                                "a join condition must be equalities between the two sources",
+                            )
+                            .at(e.span, "cannot use this condition")
+                            .with_help(format!(
+                                "e.g. `{}.customer_id = {name}.id` (several joined with AND)",
+                                s.name.value
+                            )),
                         );
                     }
                 }
@@ -278,8 +353,11 @@ fn check_sources(project: &Project, schemas: &Schemas, sources: &SourceMap, diag
             }
             if let Some(a) = aggregates::contains_aggregate(&d.expr.expr) {
                 diags.push(
-                    Diagnostic::new(Code::InvalidExpression, format!("dimension `{}` uses the aggregate `{a}`", d.name.value))
-                        .at(d.expr.span, "a dimension is a per-row expression"),
+                    Diagnostic::new(
+                        Code::InvalidExpression,
+                        format!("dimension `{}` uses the aggregate `{a}`", d.name.value),
+                    )
+                    .at(d.expr.span, "a dimension is a per-row expression"),
                 );
             }
         }
@@ -304,47 +382,73 @@ fn hygiene(project: &Project, metrics: &HashMap<String, MetricInfo>, diags: &mut
             let cumulative = metric_is_cumulative(project, metrics, &k.metric.value);
             if cumulative {
                 diags.push(
-                    Diagnostic::new(Code::CumulativeWithoutTarget, format!("KPI `{}` is cumulative and has no target", k.name.value))
-                        .at(at, "a running total only grows")
-                        .with_help("add a `target`, or make the KPI track the period's own value"),
+                    Diagnostic::new(
+                        Code::CumulativeWithoutTarget,
+                        format!("KPI `{}` is cumulative and has no target", k.name.value),
+                    )
+                    .at(at, "a running total only grows")
+                    .with_help("add a `target`, or make the KPI track the period's own value"),
                 );
             } else {
                 diags.push(
-                    Diagnostic::new(Code::KpiWithoutTarget, format!("KPI `{}` has no target", k.name.value))
-                        .at(at, "no verdict without a target")
-                        .with_help("add `target:` (a number, {change, vs}, {values} or {file})"),
+                    Diagnostic::new(
+                        Code::KpiWithoutTarget,
+                        format!("KPI `{}` has no target", k.name.value),
+                    )
+                    .at(at, "no verdict without a target")
+                    .with_help("add `target:` (a number, {change, vs}, {values} or {file})"),
                 );
             }
         }
         if k.owner.is_none() {
             diags.push(
-                Diagnostic::new(Code::KpiWithoutOwner, format!("KPI `{}` has no owner", k.name.value))
-                    .at(at, "nobody is accountable")
-                    .with_help("add `owner:`"),
+                Diagnostic::new(
+                    Code::KpiWithoutOwner,
+                    format!("KPI `{}` has no owner", k.name.value),
+                )
+                .at(at, "nobody is accountable")
+                .with_help("add `owner:`"),
             );
         }
         if k.action_plan.is_none() {
             diags.push(
-                Diagnostic::new(Code::KpiWithoutActionPlan, format!("KPI `{}` has no action plan", k.name.value))
-                    .at(at, "no Now What")
-                    .with_help("add `action_plan:` saying what happens when it is off track"),
+                Diagnostic::new(
+                    Code::KpiWithoutActionPlan,
+                    format!("KPI `{}` has no action plan", k.name.value),
+                )
+                .at(at, "no Now What")
+                .with_help("add `action_plan:` saying what happens when it is off track"),
             );
         }
     }
-    let mut owners: Vec<_> = by_owner.into_iter().filter(|(_, ks)| ks.len() > 5).collect();
+    let mut owners: Vec<_> = by_owner
+        .into_iter()
+        .filter(|(_, ks)| ks.len() > 5)
+        .collect();
     owners.sort_by_key(|(o, _)| *o);
     for (owner, kpis) in owners {
-        let Some(o) = kpis[5].owner.as_ref() else { continue };
+        let Some(o) = kpis[5].owner.as_ref() else {
+            continue;
+        };
         diags.push(
-            Diagnostic::new(Code::TooManyKpis, format!("owner `{owner}` has {} KPIs", kpis.len()))
-                .at(o.span, "the sixth KPI of this owner")
-                .with_help("keep 3-5 KPIs per team; track the rest as diagnostic metrics"),
+            Diagnostic::new(
+                Code::TooManyKpis,
+                format!("owner `{owner}` has {} KPIs", kpis.len()),
+            )
+            .at(o.span, "the sixth KPI of this owner")
+            .with_help("keep 3-5 KPIs per team; track the rest as diagnostic metrics"),
         );
     }
 }
 
-fn metric_is_cumulative(project: &Project, metrics: &HashMap<String, MetricInfo>, name: &str) -> bool {
-    let Some(info) = metrics.get(name) else { return false };
+fn metric_is_cumulative(
+    project: &Project,
+    metrics: &HashMap<String, MetricInfo>,
+    name: &str,
+) -> bool {
+    let Some(info) = metrics.get(name) else {
+        return false;
+    };
     info.leaves.iter().any(|leaf| {
         project.metric(leaf).is_some_and(|m| {
             matches!(

@@ -79,7 +79,11 @@ impl Scope<'_> {
 
     /// Resolves `field`; `allow_dimensions` is false inside dimension
     /// expressions themselves (they are over columns only).
-    pub fn resolve(&self, field: &SqlExpr, allow_dimensions: bool) -> Result<Resolved, Vec<Diagnostic>> {
+    pub fn resolve(
+        &self,
+        field: &SqlExpr,
+        allow_dimensions: bool,
+    ) -> Result<Resolved, Vec<Diagnostic>> {
         let mut r = Rewriter {
             scope: self,
             field,
@@ -101,12 +105,21 @@ impl Scope<'_> {
 
     /// Names a field may use, for did-you-mean hints.
     fn candidates(&self) -> Vec<String> {
-        let mut out: Vec<String> = self.source.dimensions.iter().map(|d| d.name.value.clone()).collect();
+        let mut out: Vec<String> = self
+            .source
+            .dimensions
+            .iter()
+            .map(|d| d.name.value.clone())
+            .collect();
         if let Some(cols) = self.schemas.get(&self.source.name.value) {
             out.extend(cols.iter().map(|c| c.name.clone()));
         }
         for j in self.joined() {
-            out.extend(j.dimensions.iter().map(|d| format!("{}.{}", j.name.value, d.name.value)));
+            out.extend(
+                j.dimensions
+                    .iter()
+                    .map(|d| format!("{}.{}", j.name.value, d.name.value)),
+            );
         }
         out
     }
@@ -160,7 +173,10 @@ impl Rewriter<'_, '_> {
                 };
             }
         }
-        let column = self.scope.column_in(source, name)?.unwrap_or_else(|| name.to_string());
+        let column = self
+            .scope
+            .column_in(source, name)?
+            .unwrap_or_else(|| name.to_string());
         let c = if joined {
             ColumnRef::Joined {
                 source: source.name.value.clone(),
@@ -180,7 +196,10 @@ impl Rewriter<'_, '_> {
         let span = locate(self.scope.sources, self.field.span, lookup);
         let mut d = Diagnostic::new(
             Code::UnknownColumn,
-            format!("source `{}` has no column or dimension `{shown}`", self.scope.source.name.value),
+            format!(
+                "source `{}` has no column or dimension `{shown}`",
+                self.scope.source.name.value
+            ),
         );
         d = match hint {
             Some(h) => d.at(span, format!("did you mean `{h}`?")),
@@ -195,7 +214,8 @@ impl Rewriter<'_, '_> {
 
     fn resolve_single(&mut self, name: &str) -> Option<Expr> {
         let base = self.scope.source;
-        let is_base_dim = self.allow_dimensions && base.dimensions.iter().any(|d| d.name.value == name);
+        let is_base_dim =
+            self.allow_dimensions && base.dimensions.iter().any(|d| d.name.value == name);
         let base_schema = self.scope.schemas.get(&base.name.value);
         let is_base_col = match base_schema {
             Some(cols) => cols.iter().any(|c| c.name.eq_ignore_ascii_case(name)),
@@ -205,18 +225,16 @@ impl Rewriter<'_, '_> {
             return self.in_source(base, false, name);
         }
         // Unqualified names of joined sources, where unambiguous.
-        let joined: Vec<&Source> = self
-            .scope
-            .joined()
-            .filter(|j| {
-                (self.allow_dimensions && j.dimensions.iter().any(|d| d.name.value == name))
-                    || self
-                        .scope
-                        .schemas
-                        .get(&j.name.value)
-                        .is_some_and(|cols| cols.iter().any(|c| c.name.eq_ignore_ascii_case(name)))
-            })
-            .collect();
+        let joined: Vec<&Source> =
+            self.scope
+                .joined()
+                .filter(|j| {
+                    (self.allow_dimensions && j.dimensions.iter().any(|d| d.name.value == name))
+                        || self.scope.schemas.get(&j.name.value).is_some_and(|cols| {
+                            cols.iter().any(|c| c.name.eq_ignore_ascii_case(name))
+                        })
+                })
+                .collect();
         match joined.as_slice() {
             [j] => self.in_source(j, true, name),
             _ if is_base_col => self.in_source(base, false, name),
@@ -241,18 +259,16 @@ impl VisitorMut for Rewriter<'_, '_> {
                 let (rel, name) = (parts[0].value.clone(), parts[1].value.clone());
                 let base = self.scope.source;
                 if rel == base.name.value {
-                    self.in_source(base, false, &name)
-                        .or_else(|| {
-                            self.unknown(&format!("{rel}.{name}"), &name);
-                            None
-                        })
+                    self.in_source(base, false, &name).or_else(|| {
+                        self.unknown(&format!("{rel}.{name}"), &name);
+                        None
+                    })
                 } else if let Some(j) = self.scope.joined().find(|j| j.name.value == rel) {
-                    let known = (self.allow_dimensions && j.dimensions.iter().any(|d| d.name.value == name))
-                        || self
-                            .scope
-                            .schemas
-                            .get(&j.name.value)
-                            .is_none_or(|cols| cols.iter().any(|c| c.name.eq_ignore_ascii_case(&name)));
+                    let known = (self.allow_dimensions
+                        && j.dimensions.iter().any(|d| d.name.value == name))
+                        || self.scope.schemas.get(&j.name.value).is_none_or(|cols| {
+                            cols.iter().any(|c| c.name.eq_ignore_ascii_case(&name))
+                        });
                     if known {
                         self.in_source(j, true, &name)
                     } else {
@@ -265,7 +281,11 @@ impl VisitorMut for Rewriter<'_, '_> {
                 }
             }
             Expr::CompoundIdentifier(parts) => {
-                let shown = parts.iter().map(|p| p.value.as_str()).collect::<Vec<_>>().join(".");
+                let shown = parts
+                    .iter()
+                    .map(|p| p.value.as_str())
+                    .collect::<Vec<_>>()
+                    .join(".");
                 self.unknown(&shown, &shown);
                 None
             }
@@ -300,7 +320,10 @@ pub fn locate(sources: &SourceMap, field: Span, word: &str) -> Span {
     while let Some(i) = text[from..].find(word) {
         let start = from + i;
         let end = start + word.len();
-        let before_ok = text[..start].chars().next_back().is_none_or(|c| !is_ident(c) && c != '.');
+        let before_ok = text[..start]
+            .chars()
+            .next_back()
+            .is_none_or(|c| !is_ident(c) && c != '.');
         let after_ok = text[end..].chars().next().is_none_or(|c| !is_ident(c));
         if before_ok && after_ok {
             return Span::new(field.file, field.start + start, field.start + end);

@@ -135,7 +135,11 @@ pub fn mul(a: Expr, b: Expr) -> Expr {
 }
 /// Division that is NULL when the divisor is 0: `a / NULLIF(b, 0)`.
 pub fn safe_div(a: Expr, b: Expr) -> Expr {
-    binop(paren(a), BinaryOperator::Divide, func("nullif", vec![b, num(0.0)]))
+    binop(
+        paren(a),
+        BinaryOperator::Divide,
+        func("nullif", vec![b, num(0.0)]),
+    )
 }
 pub fn eq(a: Expr, b: Expr) -> Expr {
     binop(paren(a), BinaryOperator::Eq, paren(b))
@@ -427,19 +431,21 @@ pub fn with(q: Query, ctes: Vec<(String, Query, bool)>) -> Query {
 /// `LAG(e) OVER (ORDER BY order)`
 pub fn lag(e: Expr, order: Expr) -> Expr {
     let mut f = function("lag", vec![e]);
-    f.over = Some(sqlparser::ast::WindowType::WindowSpec(sqlparser::ast::WindowSpec {
-        window_name: None,
-        partition_by: vec![],
-        order_by: vec![OrderByExpr {
-            expr: order,
-            options: OrderByOptions {
-                sort: None,
-                nulls_first: None,
-            },
-            with_fill: None,
-        }],
-        window_frame: None,
-    }));
+    f.over = Some(sqlparser::ast::WindowType::WindowSpec(
+        sqlparser::ast::WindowSpec {
+            window_name: None,
+            partition_by: vec![],
+            order_by: vec![OrderByExpr {
+                expr: order,
+                options: OrderByOptions {
+                    sort: None,
+                    nulls_first: None,
+                },
+                with_fill: None,
+            }],
+            window_frame: None,
+        },
+    ));
     Expr::Function(f)
 }
 

@@ -63,7 +63,11 @@ impl CompiledSql {
 
     /// Named queries `deps` need (transitively), in dependency order,
     /// skipping those in `materialized`.
-    fn closure(&self, deps: &[String], materialized: &BTreeSet<String>) -> Vec<(String, Query, bool)> {
+    fn closure(
+        &self,
+        deps: &[String],
+        materialized: &BTreeSet<String>,
+    ) -> Vec<(String, Query, bool)> {
         let mut order: Vec<String> = Vec::new();
         fn visit(c: &CompiledSql, name: &str, mat: &BTreeSet<String>, order: &mut Vec<String>) {
             if order.iter().any(|n| n == name) || mat.contains(name) {
@@ -81,7 +85,15 @@ impl CompiledSql {
         }
         order
             .into_iter()
-            .filter_map(|n| self.named(&n).map(|q| (n, q.query.clone(), q.shared && q.name.starts_with("kpic_scan_"))))
+            .filter_map(|n| {
+                self.named(&n).map(|q| {
+                    (
+                        n,
+                        q.query.clone(),
+                        q.shared && q.name.starts_with("kpic_scan_"),
+                    )
+                })
+            })
             .collect()
     }
 
@@ -142,7 +154,8 @@ pub struct BuildStatement {
 fn create_table_as(name: &str, query: Query, temporary: bool) -> sqlparser::ast::Statement {
     use sqlparser::ast::Statement;
     let skeleton = "CREATE OR REPLACE TABLE t AS SELECT 1";
-    let parsed = sqlparser::parser::Parser::parse_sql(&sqlparser::dialect::DuckDbDialect {}, skeleton);
+    let parsed =
+        sqlparser::parser::Parser::parse_sql(&sqlparser::dialect::DuckDbDialect {}, skeleton);
     match parsed.ok().and_then(|mut v| v.pop()) {
         Some(Statement::CreateTable(mut ct)) => {
             ct.name = build::object(name);

@@ -20,7 +20,9 @@ use sqlparser::ast::{BinaryOperator, DataType, Expr, Query, SelectItem};
 use super::build::*;
 use super::{CheckQuery, CompiledSql, Dialect, NamedQuery, OutputQuery};
 use crate::model::{Accumulation, Direction, Grain};
-use crate::plan::{AggKind, AggNode, AsOfPlan, Formula, KpiNode, Plan, ScanNode, ScanRelation, TargetPlan};
+use crate::plan::{
+    AggKind, AggNode, AsOfPlan, Formula, KpiNode, Plan, ScanNode, ScanRelation, TargetPlan,
+};
 use crate::semantic::SemanticModel;
 
 const DAY: &str = "__kpic_day";
@@ -109,7 +111,10 @@ pub fn plan_to_sql(plan: &Plan, model: &SemanticModel, dialect: &dyn Dialect) ->
         OutputQuery {
             table: "kpi_definitions".into(),
             query: union(
-                plan.kpis.iter().filter_map(|k| r.definition(k, &hashes)).collect(),
+                plan.kpis
+                    .iter()
+                    .filter_map(|k| r.definition(k, &hashes))
+                    .collect(),
                 false,
             )
             .unwrap_or_else(|| empty(DEFINITION_COLUMNS)),
@@ -220,7 +225,10 @@ fn data_type(t: &Ty) -> DataType {
 /// A typed empty table (no KPI selected).
 fn empty(columns: &[(&str, Ty)]) -> Query {
     let mut s = select(
-        columns.iter().map(|(c, t)| item(cast(null(), data_type(t)), c)).collect(),
+        columns
+            .iter()
+            .map(|(c, t)| item(cast(null(), data_type(t)), c))
+            .collect(),
         vec![],
     );
     s.selection = Some(eq(int(1), int(0)));
@@ -240,7 +248,9 @@ fn with_filter(measure: &Expr, cond: Option<&Expr>) -> Expr {
     let Some(cond) = cond else { return m };
     let _ = sqlparser::ast::visit_expressions_mut(&mut m, |e| {
         if let Expr::Function(f) = e
-            && crate::semantic::aggregates::is_aggregate_name(&crate::semantic::aggregates::function_name(f))
+            && crate::semantic::aggregates::is_aggregate_name(
+                &crate::semantic::aggregates::function_name(f),
+            )
         {
             f.filter = Some(Box::new(match f.filter.take() {
                 Some(existing) => and(*existing, cond.clone()),
@@ -292,7 +302,10 @@ impl Renderer<'_> {
             })
             .collect();
         let all = union(parts, false).unwrap_or_else(|| {
-            select_query(select(vec![item(cast(null(), DataType::Date), "d")], vec![]))
+            select_query(select(
+                vec![item(cast(null(), DataType::Date), "d")],
+                vec![],
+            ))
         });
         select_query(select(
             vec![item(func("max", vec![col("d")]), "as_of")],
@@ -309,14 +322,22 @@ impl Renderer<'_> {
             .iter()
             .map(|j| left_join(self.relation(&j.relation, &j.alias), j.on.clone()))
             .collect();
-        let mut sel = select(projection, vec![from(self.relation(&s.relation, &s.source), joins)]);
+        let mut sel = select(
+            projection,
+            vec![from(self.relation(&s.relation, &s.source), joins)],
+        );
         // With `as_of: latest` every row is on or before as_of, and as_of is
         // computed from the scans themselves.
         let latest = matches!(self.plan.as_of, AsOfPlan::Latest(_));
         if !latest {
             sel.selection = Some(lt_eq(day, self.as_of()));
         }
-        let readers = self.plan.aggregates.iter().filter(|a| a.scan == s.name).count();
+        let readers = self
+            .plan
+            .aggregates
+            .iter()
+            .filter(|a| a.scan == s.name)
+            .count();
         NamedQuery {
             name: rel(&s.name),
             query: select_query(sel),
@@ -365,7 +386,10 @@ impl Renderer<'_> {
                 ));
             }
         }
-        let mut sel = select(projection, vec![from(table(object(&rel(&a.scan)), None), vec![])]);
+        let mut sel = select(
+            projection,
+            vec![from(table(object(&rel(&a.scan)), None), vec![])],
+        );
         sel.group_by = sqlparser::ast::GroupByExpr::Expressions(vec![period], vec![]);
         NamedQuery {
             name: rel(&a.name),
@@ -377,9 +401,16 @@ impl Renderer<'_> {
 
     fn rolling_aggregate(&self, a: &AggNode, acc: Accumulation) -> NamedQuery {
         let d = self.dialect;
-        let source_agg = rel(&format!("agg_{}_{}", a.scan.trim_start_matches("scan_"), a.grain.as_str()));
+        let source_agg = rel(&format!(
+            "agg_{}_{}",
+            a.scan.trim_start_matches("scan_"),
+            a.grain.as_str()
+        ));
         let first = subquery(select_query(select(
-            vec![SelectItem::UnnamedExpr(func("min", vec![col("period_start")]))],
+            vec![SelectItem::UnnamedExpr(func(
+                "min",
+                vec![col("period_start")],
+            ))],
             vec![from(table(object(&source_agg), None), vec![])],
         )));
         let last = d.period_start(a.grain, self.as_of());
@@ -390,13 +421,19 @@ impl Renderer<'_> {
             vec![
                 item(col("__kpic_ps"), "__kpic_ps"),
                 item(
-                    func("least", vec![period_end.clone(), d.add_days(self.as_of(), int(1))]),
+                    func(
+                        "least",
+                        vec![period_end.clone(), d.add_days(self.as_of(), int(1))],
+                    ),
                     "__kpic_end",
                 ),
                 item(
                     func(
                         "least",
-                        vec![d.add_days(col("__kpic_ps"), self.elapsed(a.grain)), period_end],
+                        vec![
+                            d.add_days(col("__kpic_ps"), self.elapsed(a.grain)),
+                            period_end,
+                        ],
                     ),
                     "__kpic_lfl_end",
                 ),
@@ -419,7 +456,10 @@ impl Renderer<'_> {
         };
         let mut projection = vec![item(ps.clone(), "period_start")];
         for c in &a.columns {
-            for (suffix, end) in [("", qcol("sp", "__kpic_end")), ("__lfl", qcol("sp", "__kpic_lfl_end"))] {
+            for (suffix, end) in [
+                ("", qcol("sp", "__kpic_end")),
+                ("__lfl", qcol("sp", "__kpic_lfl_end")),
+            ] {
                 if suffix == "__lfl" && !c.like_for_like {
                     continue;
                 }
@@ -519,17 +559,26 @@ impl Renderer<'_> {
         );
         let first = match starts {
             Some(q) => subquery(select_query(select(
-                vec![SelectItem::UnnamedExpr(func("min", vec![col("period_start")]))],
+                vec![SelectItem::UnnamedExpr(func(
+                    "min",
+                    vec![col("period_start")],
+                ))],
                 vec![from(derived(q, "starts"), vec![])],
             ))),
             None => cast(null(), DataType::Date),
         };
-        let spine = d.date_spine(k.grain, first, d.period_start(k.grain, self.as_of()), "period_start");
+        let spine = d.date_spine(
+            k.grain,
+            first,
+            d.period_start(k.grain, self.as_of()),
+            "period_start",
+        );
         let spine_name = step(&k.name, "spine");
 
         // Base: the spine with every leaf column of every aggregate.
         let mut aliases: BTreeMap<&str, String> = BTreeMap::new();
-        let mut leaves: Vec<(&str, &Formula)> = k.formulas.iter().map(|(m, f)| (m.as_str(), f)).collect();
+        let mut leaves: Vec<(&str, &Formula)> =
+            k.formulas.iter().map(|(m, f)| (m.as_str(), f)).collect();
         let ratio_names = ["kpic_num", "kpic_den"];
         if let Some((n, den)) = &k.ratio {
             leaves.push((ratio_names[0], n));
@@ -537,7 +586,10 @@ impl Renderer<'_> {
         }
         let mut projection = vec![
             item(qcol("sp", "period_start"), "period_start"),
-            item(d.add_periods(k.grain, qcol("sp", "period_start"), 1), "period_end"),
+            item(
+                d.add_periods(k.grain, qcol("sp", "period_start"), 1),
+                "period_end",
+            ),
             item(
                 lt_eq(
                     d.add_periods(k.grain, qcol("sp", "period_start"), 1),
@@ -546,7 +598,10 @@ impl Renderer<'_> {
                 "is_complete",
             ),
             item(
-                d.day_diff(qcol("sp", "period_start"), d.add_periods(k.grain, qcol("sp", "period_start"), 1)),
+                d.day_diff(
+                    qcol("sp", "period_start"),
+                    d.add_periods(k.grain, qcol("sp", "period_start"), 1),
+                ),
                 "__kpic_days",
             ),
             item(
@@ -592,7 +647,10 @@ impl Renderer<'_> {
                 }
             };
             projection.push(item(filled(column), &format!("v__{metric}")));
-            projection.push(item(filled(&format!("{column}__lfl")), &format!("l__{metric}")));
+            projection.push(item(
+                filled(&format!("{column}__lfl")),
+                &format!("l__{metric}"),
+            ));
             projection.push(item(filled(unfiltered), &format!("u__{metric}")));
         }
         // Ratio parts have no like-for-like column: reuse the value.
@@ -606,7 +664,10 @@ impl Renderer<'_> {
             }
         };
         fix_ratio_lfl(&mut projection);
-        let base = select(projection, vec![from(table(object(&spine_name), Some("sp")), joins)]);
+        let base = select(
+            projection,
+            vec![from(table(object(&spine_name), Some("sp")), joins)],
+        );
         let base_name = step(&k.name, "base");
 
         // Comparisons: previous period (LAG over the gap-free spine) and
@@ -618,12 +679,18 @@ impl Renderer<'_> {
             }
             for (from_v, to) in [("v", "pv"), ("l", "pl")] {
                 projection.push(item(
-                    lag(qcol("b", &format!("{from_v}__{metric}")), qcol("b", "period_start")),
+                    lag(
+                        qcol("b", &format!("{from_v}__{metric}")),
+                        qcol("b", "period_start"),
+                    ),
                     &format!("{to}__{metric}"),
                 ));
             }
             for (from_v, to) in [("v", "yv"), ("l", "yl")] {
-                projection.push(item(qcol("ly", &format!("{from_v}__{metric}")), &format!("{to}__{metric}")));
+                projection.push(item(
+                    qcol("ly", &format!("{from_v}__{metric}")),
+                    &format!("{to}__{metric}"),
+                ));
             }
         }
         let ly_on = if k.grain == Grain::Week {
@@ -665,7 +732,12 @@ impl Renderer<'_> {
             }
             Some(TargetPlan::Values(vs)) => case(
                 vs.iter()
-                    .map(|(start, v)| (eq(col("period_start"), d.date_literal(*start)), cast(num(*v), double())))
+                    .map(|(start, v)| {
+                        (
+                            eq(col("period_start"), d.date_literal(*start)),
+                            cast(num(*v), double()),
+                        )
+                    })
                     .collect(),
                 Some(cast(null(), double())),
             ),
@@ -808,7 +880,10 @@ impl Renderer<'_> {
                 string(&items.join(", "))
             }
         };
-        let hash = hashes.iter().find(|(n, _)| *n == k.name).map(|(_, h)| h.as_str());
+        let hash = hashes
+            .iter()
+            .find(|(n, _)| *n == k.name)
+            .map(|(_, h)| h.as_str());
         Some(select_query(select(
             vec![
                 item(string(&k.name), "kpi"),
@@ -826,9 +901,15 @@ impl Renderer<'_> {
                 item(text_or_null(def.measurement.as_deref()), "measurement"),
                 item(text_or_null(def.review.as_deref()), "review"),
                 item(text_or_null(def.action_plan.as_deref()), "action_plan"),
-                item(list(def.related.iter().map(|r| r.value.clone()).collect()), "related"),
+                item(
+                    list(def.related.iter().map(|r| r.value.clone()).collect()),
+                    "related",
+                ),
                 item(list(info.drivers.clone()), "drivers"),
-                item(list(def.breakdowns.iter().map(|b| b.value.clone()).collect()), "breakdowns"),
+                item(
+                    list(def.breakdowns.iter().map(|b| b.value.clone()).collect()),
+                    "breakdowns",
+                ),
                 item(text_or_null(hash), "definition_hash"),
                 item(
                     cast(self.dialect.current_timestamp(), data_type(&Ty::Timestamp)),
@@ -849,7 +930,11 @@ impl Renderer<'_> {
                 .collect(),
             vec![from(self.relation(&c.relation, "j"), vec![])],
         );
-        s.selection = and_all(keys.iter().map(|k| Expr::IsNotNull(Box::new(k.clone()))).collect());
+        s.selection = and_all(
+            keys.iter()
+                .map(|k| Expr::IsNotNull(Box::new(k.clone())))
+                .collect(),
+        );
         s.group_by = sqlparser::ast::GroupByExpr::Expressions(keys, vec![]);
         s.having = Some(binop(count_star(), BinaryOperator::Gt, int(1)));
         let mut q = select_query(s);

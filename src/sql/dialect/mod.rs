@@ -143,7 +143,10 @@ pub trait Dialect {
         let lower = path.to_ascii_lowercase();
         let reader = if lower.ends_with(".parquet") {
             "read_parquet"
-        } else if lower.ends_with(".json") || lower.ends_with(".ndjson") || lower.ends_with(".jsonl") {
+        } else if lower.ends_with(".json")
+            || lower.ends_with(".ndjson")
+            || lower.ends_with(".jsonl")
+        {
             "read_json_auto"
         } else {
             "read_csv_auto"
@@ -164,7 +167,10 @@ pub trait Dialect {
         });
         let series = func("generate_series", vec![start, end, interval]);
         select_query(select(
-            vec![item(cast(func("unnest", vec![series]), DataType::Date), column)],
+            vec![item(
+                cast(func("unnest", vec![series]), DataType::Date),
+                column,
+            )],
             vec![],
         ))
     }
