@@ -233,28 +233,32 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// load → model → semantic. `None` when the project has errors (reported).
+/// The project directory must exist (a usage error otherwise: exit 2).
+fn require_project_dir(ctx: &Ctx) -> Result<(), Outcome> {
+    if ctx.root.is_dir() {
+        return Ok(());
+    }
+    let _ = writeln!(
+        std::io::stderr(),
+        "error: project directory `{}` does not exist\n  = help: pass --project DIR, or run kpic inside a project (`kpic init DIR` creates one)",
+        ctx.root.display()
+    );
+    Err(Outcome::Failure)
+}
+
+/// load → model → semantic, reporting diagnostics on stderr. `Err` when
+/// the project has errors.
 fn analyze(
     ctx: &Ctx,
     catalog: &mut dyn crate::semantic::Catalog,
-    json: bool,
-) -> (Option<SemanticModel>, Diagnostics) {
-    if !ctx.root.is_dir() {
-        let d = Diagnostic::new(
-            Code::ModelDir,
-            format!("project directory `{}` does not exist", ctx.root.display()),
-        )
-        .with_help("pass --project DIR, or run kpic inside a project (kpic init creates one)");
-        return (None, d.into());
-    }
+) -> Result<SemanticModel, Outcome> {
+    require_project_dir(ctx)?;
     let (model, diags) = crate::analyze_project(&ctx.root, catalog);
-    if !json {
-        ctx.report(&diags, &model.sources);
-    }
+    ctx.report(&diags, &model.sources);
     if diags.has_errors() {
-        (None, diags)
+        Err(Outcome::ProjectErrors)
     } else {
-        (Some(model), diags)
+        Ok(model)
     }
 }
 
@@ -270,6 +274,9 @@ fn check(ctx: &Ctx, format: CheckFormat, explain_code: Option<String>) -> Outcom
                 Outcome::Failure
             }
         };
+    }
+    if let Err(o) = require_project_dir(ctx) {
+        return o;
     }
     let mut catalog = crate::exec::DuckDbCatalog::new(&ctx.root);
     let (model, diags) = crate::analyze_project(&ctx.root, &mut catalog);
@@ -295,9 +302,9 @@ fn check(ctx: &Ctx, format: CheckFormat, explain_code: Option<String>) -> Outcom
 }
 
 fn list(ctx: &Ctx, format: CheckFormat) -> Outcome {
-    let (model, _) = analyze(ctx, &mut NoCatalog, format == CheckFormat::Json);
-    let Some(model) = model else {
-        return Outcome::ProjectErrors;
+    let model = match analyze(ctx, &mut NoCatalog) {
+        Ok(m) => m,
+        Err(o) => return o,
     };
     output::list(&model, format == CheckFormat::Json);
     Outcome::Ok
@@ -327,9 +334,9 @@ fn compile(
         Ok(a) => a,
         Err(o) => return o,
     };
-    let (model, _) = analyze(ctx, &mut NoCatalog, false);
-    let Some(model) = model else {
-        return Outcome::ProjectErrors;
+    let model = match analyze(ctx, &mut crate::exec::DuckDbCatalog::new(&ctx.root)) {
+        Ok(m) => m,
+        Err(o) => return o,
     };
     let dialect_name = dialect.unwrap_or_else(|| model.project.config.dialect.value.clone());
     let Some(dialect) = crate::sql::dialect_named(&dialect_name) else {
@@ -409,9 +416,9 @@ fn run(ctx: &Ctx, args: RunArgs) -> Outcome {
         Err(o) => return o,
     };
     let mut catalog = crate::exec::DuckDbCatalog::new(&ctx.root);
-    let (model, _) = analyze(ctx, &mut catalog, false);
-    let Some(model) = model else {
-        return Outcome::ProjectErrors;
+    let model = match analyze(ctx, &mut catalog) {
+        Ok(m) => m,
+        Err(o) => return o,
     };
     let options = PlanOptions {
         as_of,
