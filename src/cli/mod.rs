@@ -441,9 +441,9 @@ fn run(ctx: &Ctx, args: RunArgs) -> Outcome {
             .into_owned(),
         None => model.project.config.database.clone(),
     };
-    let timeout = match args.timeout {
-        Some(t) if t.is_finite() && t > 0.0 => Some(Duration::from_secs_f64(t)),
-        Some(t) => {
+    let timeout = match args.timeout.map(|t| (t, Duration::try_from_secs_f64(t))) {
+        Some((t, Ok(d))) if t > 0.0 => Some(d),
+        Some((t, _)) => {
             eprintln!("error: --timeout must be a positive number of seconds, not {t}");
             return Outcome::Failure;
         }
