@@ -117,7 +117,13 @@ pub fn print_results(model: &SemanticModel, rows: &[KpiRow], format: RunFormat, 
                 }
             }
             // In the order the KPIs are defined.
-            latest.sort_by_key(|r| model.project.kpis.iter().position(|k| k.name.value == r.kpi));
+            latest.sort_by_key(|r| {
+                model
+                    .project
+                    .kpis
+                    .iter()
+                    .position(|k| k.name.value == r.kpi)
+            });
             for r in latest {
                 let f = metric_format(model, &r.metric);
                 let status_color = match r.status.as_str() {

@@ -130,14 +130,17 @@ fn add_macro_file(
     diags: &mut Diagnostics,
 ) {
     let file = sources.get(m.file);
-    let names = macro_names(&file.text);
-    if let Err(e) = env.add_template_owned(m.name.clone(), file.text.clone()) {
-        let (line, _) = (e.line().unwrap_or(1), 0);
-        let start = file.offset_of(line, 1);
+    // A macro file's error belongs to the file, not to every field that
+    // imports it: check that it parses and imports on its own first.
+    let line_of = |e: &Error| {
+        let start = file.offset_of(e.line().unwrap_or(1), 1);
         let end = file.text[start..]
             .find('\n')
             .map(|i| start + i)
             .unwrap_or(file.text.len());
+        crate::source::Span::new(m.file, start, end)
+    };
+    if let Err(e) = env.add_template_owned(m.name.clone(), file.text.clone()) {
         diags.push(
             Diagnostic::new(
                 Code::Template,
@@ -146,16 +149,29 @@ fn add_macro_file(
                     e.detail().unwrap_or("syntax error")
                 ),
             )
-            .at(crate::source::Span::new(m.file, start, end), "here"),
+            .at(line_of(&e), "here"),
         );
         return;
     }
-    if !names.is_empty() {
-        let escaped = m.name.replace('\\', "\\\\").replace('"', "\\\"");
-        prelude.push_str(&format!(
-            "{{% from \"{escaped}\" import {} %}}",
-            names.join(", ")
-        ));
+    let names = macro_names(&file.text);
+    if names.is_empty() {
+        return;
+    }
+    let escaped = m.name.replace('\\', "\\\\").replace('"', "\\\"");
+    let import = format!("{{% from \"{escaped}\" import {} %}}", names.join(", "));
+    match env.render_str(&import, ()) {
+        Ok(_) => prelude.push_str(&import),
+        Err(e) => diags.push(
+            Diagnostic::new(
+                Code::Template,
+                format!(
+                    "macro file cannot be imported: {}",
+                    e.detail().unwrap_or("template error")
+                ),
+            )
+            .at(line_of(&e), "here")
+            .with_help("fields that use its macros will report them as undefined"),
+        ),
     }
 }
 

@@ -329,7 +329,32 @@ fn check_sources(
                     }
                 }
                 crate::model::JoinOn::Expr(e) => {
-                    if expr::join_pairs(e, &s.name.value, name).is_none() {
+                    let pairs = expr::join_pairs(e, &s.name.value, name);
+                    for (base_col, joined_col) in pairs.iter().flatten() {
+                        for (src, col) in [(s, base_col), (target, joined_col)] {
+                            if let Some(cols) = schemas.get(&src.name.value)
+                                && !cols.iter().any(|c| c.name.eq_ignore_ascii_case(col))
+                            {
+                                let hint = did_you_mean(col, cols.iter().map(|c| c.name.as_str()));
+                                diags.push(
+                                    Diagnostic::new(
+                                        Code::UnknownColumn,
+                                        format!(
+                                            "source `{}` has no column `{col}` to join on",
+                                            src.name.value
+                                        ),
+                                    )
+                                    .at(
+                                        resolve::locate(sources, e.span, col),
+                                        hint.map_or("unknown column".into(), |h| {
+                                            format!("did you mean `{h}`?")
+                                        }),
+                                    ),
+                                );
+                            }
+                        }
+                    }
+                    if pairs.is_none() {
                         diags.push(
                             Diagnostic::new(
                                 Code::InvalidJoin,
