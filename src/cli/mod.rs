@@ -233,6 +233,24 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Plans the KPIs and binds their aggregates in DuckDB (see
+/// [`crate::exec::type_check`]): type errors with a position, before any
+/// data is read.
+fn bind_in_engine(model: &SemanticModel, select: &[String]) -> Diagnostics {
+    let options = PlanOptions {
+        as_of: Some(AsOf::Latest),
+        select: select.to_vec(),
+        local_files: true,
+    };
+    match crate::plan::plan_kpis(model, &options) {
+        Ok(plan) => {
+            let compiled = crate::sql::plan_to_sql(&plan, model, &crate::sql::dialect::DuckDb);
+            crate::exec::type_check(&model.project, &plan, &compiled)
+        }
+        Err(d) => d,
+    }
+}
+
 /// The project directory must exist (a usage error otherwise: exit 2).
 fn require_project_dir(ctx: &Ctx) -> Result<(), Outcome> {
     if ctx.root.is_dir() {
@@ -279,9 +297,12 @@ fn check(ctx: &Ctx, format: CheckFormat, explain_code: Option<String>) -> Outcom
         return o;
     }
     let mut catalog = crate::exec::DuckDbCatalog::new(&ctx.root);
-    let (model, diags) = crate::analyze_project(&ctx.root, &mut catalog);
+    let (model, mut diags) = crate::analyze_project(&ctx.root, &mut catalog);
+    if !diags.has_errors() {
+        diags.extend(bind_in_engine(&model, &[]));
+    }
     match format {
-        CheckFormat::Json => println!("{}", render::json(&diags, &model.sources)),
+        CheckFormat::Json => println!("{}", render::json(&diags.clone().sorted(), &model.sources)),
         CheckFormat::Human => {
             ctx.report(&diags, &model.sources);
             if !diags.has_errors() {
@@ -432,6 +453,11 @@ fn run(ctx: &Ctx, args: RunArgs) -> Outcome {
             return failure_kind(&d);
         }
     };
+    let bind = bind_in_engine(&model, &args.select);
+    if bind.has_errors() {
+        ctx.report(&bind, &model.sources);
+        return Outcome::ProjectErrors;
+    }
     let compiled = crate::sql::plan_to_sql(&plan, &model, &crate::sql::dialect::DuckDb);
     let database = match &args.db {
         Some(p) if p.as_os_str() == ":memory:" => ":memory:".to_string(),

@@ -353,3 +353,108 @@ fn first_lines(e: &str) -> String {
     let cut = e.find("\n\tCandidate").unwrap_or(e.len());
     e[..cut].trim_end().to_string()
 }
+
+/// Binds every aggregate of a compiled build in DuckDB without reading the
+/// data: each scan becomes an empty temporary table, then each aggregate
+/// column is prepared over it. A failure becomes a KPI402 at the metric's
+/// measure (or at the KPI filter that only that column uses), so type
+/// errors such as `sum(status)` surface in `kpic check` with a position.
+pub fn type_check(
+    project: &Project,
+    plan: &crate::plan::Plan,
+    compiled: &CompiledSql,
+) -> Diagnostics {
+    let mut diags = Diagnostics::new();
+    let Ok(conn) = Connection::open_in_memory() else {
+        return diags;
+    };
+    if configure(&conn, &project.root, Some("1GB")).is_err() {
+        return diags;
+    }
+    let mut broken_scans = Vec::new();
+    for n in compiled
+        .named
+        .iter()
+        .filter(|n| n.name.starts_with("kpic_scan_"))
+    {
+        let Some(q) = compiled.standalone_named(&n.name) else {
+            continue;
+        };
+        let sql = format!(
+            "CREATE TEMP TABLE {} AS SELECT * FROM ({q}) AS t LIMIT 0",
+            n.name
+        );
+        if let Err(e) = conn.execute_batch(&sql) {
+            broken_scans.push(n.name.clone());
+            let source = n.name.trim_start_matches("kpic_scan_");
+            let mut d = Diagnostic::new(
+                Code::QueryFailed,
+                format!(
+                    "source `{source}` cannot be read: {}",
+                    first_lines(&e.to_string())
+                ),
+            )
+            .with_help("check the source's time, dimension and join expressions");
+            if let Some(s) = project.source(source) {
+                d = d.at(s.name.span, "this source");
+            }
+            diags.push(d);
+        }
+    }
+    let mut reported = std::collections::BTreeSet::new();
+    for p in &compiled.probes {
+        if broken_scans.contains(&p.scan) {
+            continue;
+        }
+        let Err(e) = conn.prepare(&p.query.to_string()) else {
+            continue;
+        };
+        let Some((metric, context)) = p.column.split_once("__") else {
+            continue;
+        };
+        if !reported.insert((metric.to_string(), context.to_string())) {
+            continue;
+        }
+        let message = first_lines(&e.to_string());
+        let unfiltered_ok = context != "all"
+            && compiled.probes.iter().any(|q| {
+                q.column == format!("{metric}__all") && conn.prepare(&q.query.to_string()).is_ok()
+            });
+        let filter_text = context
+            .strip_prefix('f')
+            .and_then(|i| i.parse::<usize>().ok())
+            .and_then(|i| plan.filter_contexts.get(i));
+        let kpi_filter = filter_text
+            .filter(|_| unfiltered_ok)
+            .and_then(|text| {
+                project
+                    .kpis
+                    .iter()
+                    .filter_map(|k| k.filter.as_ref())
+                    .find(|f| &f.text == text)
+            })
+            .map(|f| f.span);
+        let d = match (kpi_filter, project.metric(metric)) {
+            (Some(span), _) => Diagnostic::new(
+                Code::QueryFailed,
+                format!("a KPI filter does not type-check with metric `{metric}`: {message}"),
+            )
+            .at(span, "this filter"),
+            (None, Some(m)) => {
+                let span = match &m.kind {
+                    crate::model::MetricKind::Measure { measure, .. } => measure.span,
+                    _ => m.name.span,
+                };
+                Diagnostic::new(
+                    Code::QueryFailed,
+                    format!("metric `{metric}` does not type-check: {message}"),
+                )
+                .at(span, "the engine rejects this measure (or its filter)")
+                .with_help("check the column types: e.g. sum() needs a number")
+            }
+            (None, None) => continue,
+        };
+        diags.push(d);
+    }
+    diags
+}

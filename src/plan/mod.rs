@@ -176,6 +176,9 @@ pub struct Plan {
     pub aggregates: Vec<AggNode>,
     pub kpis: Vec<KpiNode>,
     pub fanout_checks: Vec<FanoutCheck>,
+    /// SQL text of each distinct KPI filter; aggregate columns of filter
+    /// context `f<i>` apply the i-th.
+    pub filter_contexts: Vec<String>,
 }
 
 /// Plans the selected KPIs of an analyzed model (which must have no errors).
@@ -237,6 +240,7 @@ pub fn plan_kpis(model: &SemanticModel, options: &PlanOptions) -> Result<Plan, D
         }
     }
     let aggregates: Vec<AggNode> = b.aggs.into_values().collect();
+    let filter_contexts = b.filters;
     if diags.has_errors() {
         return Err(diags);
     }
@@ -251,6 +255,7 @@ pub fn plan_kpis(model: &SemanticModel, options: &PlanOptions) -> Result<Plan, D
         aggregates,
         kpis,
         fanout_checks,
+        filter_contexts,
     })
 }
 

@@ -51,6 +51,19 @@ pub struct CompiledSql {
     pub checks: Vec<CheckQuery>,
     /// KPI name → hash of its compiled definition.
     pub definition_hashes: Vec<(String, String)>,
+    /// One query per aggregate column, over its scan, for `check` to bind
+    /// in the engine (type errors point at the metric, not at a big query).
+    pub probes: Vec<Probe>,
+}
+
+/// `SELECT <aggregate> FROM <scan>` for one aggregate column.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    /// The scan's named query.
+    pub scan: String,
+    /// The aggregate column (`<metric>__<context>`).
+    pub column: String,
+    pub query: Query,
 }
 
 /// Names of the output tables, in build order.
@@ -95,6 +108,15 @@ impl CompiledSql {
                 })
             })
             .collect()
+    }
+
+    /// A named query as a standalone SELECT (its dependencies as CTEs).
+    pub fn standalone_named(&self, name: &str) -> Option<Query> {
+        let n = self.named(name)?;
+        Some(build::with(
+            n.query.clone(),
+            self.closure(&n.deps, &BTreeSet::new()),
+        ))
     }
 
     /// The standalone SELECT of one output table (every step as a CTE).

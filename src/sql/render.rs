@@ -129,7 +129,22 @@ pub fn plan_to_sql(plan: &Plan, model: &SemanticModel, dialect: &dyn Dialect) ->
             query: r.fanout_query(c),
         })
         .collect();
+    let probes = plan
+        .aggregates
+        .iter()
+        .flat_map(|a| {
+            a.columns.iter().map(|c| super::Probe {
+                scan: rel(&a.scan),
+                column: c.name.clone(),
+                query: select_query(select(
+                    vec![item(with_filter(&c.measure, c.filter.as_ref()), "v")],
+                    vec![from(table(object(&rel(&a.scan)), None), vec![])],
+                )),
+            })
+        })
+        .collect();
     CompiledSql {
+        probes,
         dialect: dialect.name(),
         named,
         outputs,
