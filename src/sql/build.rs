@@ -399,9 +399,8 @@ pub fn union(parts: Vec<Query>, distinct: bool) -> Option<Query> {
     Some(query(body))
 }
 
-/// `WITH name AS [MATERIALIZED] (query), … q`; the flag asks the engine to
-/// compute a CTE read by several steps once.
-pub fn with(q: Query, ctes: Vec<(String, Query, bool)>) -> Query {
+/// `WITH name AS (query), … q`.
+pub fn with(q: Query, ctes: Vec<(String, Query)>) -> Query {
     if ctes.is_empty() {
         return q;
     }
@@ -411,15 +410,14 @@ pub fn with(q: Query, ctes: Vec<(String, Query, bool)>) -> Query {
             recursive: false,
             cte_tables: ctes
                 .into_iter()
-                .map(|(name, q, materialize)| Cte {
+                .map(|(name, q)| Cte {
                     alias: TableAlias {
                         explicit: false,
                         ..alias(&name)
                     },
                     query: Box::new(q),
                     from: None,
-                    materialized: materialize
-                        .then_some(sqlparser::ast::CteAsMaterialized::Materialized),
+                    materialized: None,
                     closing_paren_token: AttachedToken::empty(),
                 })
                 .collect(),

@@ -76,11 +76,7 @@ impl CompiledSql {
 
     /// Named queries `deps` need (transitively), in dependency order,
     /// skipping those in `materialized`.
-    fn closure(
-        &self,
-        deps: &[String],
-        materialized: &BTreeSet<String>,
-    ) -> Vec<(String, Query, bool)> {
+    fn closure(&self, deps: &[String], materialized: &BTreeSet<String>) -> Vec<(String, Query)> {
         let mut order: Vec<String> = Vec::new();
         fn visit(c: &CompiledSql, name: &str, mat: &BTreeSet<String>, order: &mut Vec<String>) {
             if order.iter().any(|n| n == name) || mat.contains(name) {
@@ -98,15 +94,10 @@ impl CompiledSql {
         }
         order
             .into_iter()
-            .filter_map(|n| {
-                self.named(&n).map(|q| {
-                    (
-                        n,
-                        q.query.clone(),
-                        q.shared && q.name.starts_with("kpic_scan_"),
-                    )
-                })
-            })
+            // No `AS MATERIALIZED` hints: not every engine (nor sqlparser's
+            // DuckDB dialect) accepts them; build.sql materializes shared
+            // steps as temporary tables instead.
+            .filter_map(|n| self.named(&n).map(|q| (n, q.query.clone())))
             .collect()
     }
 
