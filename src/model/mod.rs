@@ -159,7 +159,11 @@ impl Cx<'_> {
         }
         if let Some(w) = &raw.warehouse {
             if let Some(d) = &w.dialect {
-                config.dialect = d.clone();
+                let names: Vec<(&str, ())> =
+                    crate::sql::DIALECTS.iter().map(|n| (*n, ())).collect();
+                if self.one_of(d, "dialect", &names).is_some() {
+                    config.dialect = d.clone();
+                }
             }
             if let Some(db) = &w.database {
                 config.database = db.value.clone();
