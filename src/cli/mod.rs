@@ -484,13 +484,24 @@ fn run(ctx: &Ctx, args: RunArgs) -> Outcome {
             .or(Some("2GB".into())),
         timeout,
     };
-    let rows = match crate::exec::run_build(&model.project, &compiled, &run_options) {
-        Ok(rows) => rows,
+    let outcome = match crate::exec::run_build(&model.project, &compiled, &run_options) {
+        Ok(o) => o,
         Err(d) => {
             ctx.report(&d, &model.sources);
             return failure_kind(&d);
         }
     };
+    let rows = outcome.rows;
+    let as_of = match (&plan.as_of, outcome.as_of) {
+        (crate::plan::AsOfPlan::Date(d), _) => d.to_string(),
+        (_, Some(d)) => d,
+        (_, None) => "today".to_string(),
+    };
+    ctx.info(&format!(
+        "{} KPIs as of {as_of}, written to {}",
+        plan.kpis.len(),
+        run_options.database
+    ));
     if let Some(dir) = &args.out
         && let Err(e) = output::write_csv(dir, &rows)
     {

@@ -131,7 +131,7 @@ pub fn run_build(
     project: &Project,
     compiled: &CompiledSql,
     options: &RunOptions,
-) -> Result<Vec<KpiRow>, Diagnostics> {
+) -> Result<RunOutcome, Diagnostics> {
     let conn = open(&project.root, options).map_err(Diagnostics::from)?;
     let mut diags = Diagnostics::new();
     for c in &compiled.checks {
@@ -219,12 +219,27 @@ pub fn run_build(
         }
         return Err(d.into());
     }
-    read_results(&conn).map_err(|e| {
+    let rows = read_results(&conn).map_err(|e| {
         Diagnostics::from(Diagnostic::new(
             Code::QueryFailed,
             format!("reading kpi_results back failed: {e}"),
         ))
-    })
+    })?;
+    // The as_of the build used (decided in the engine for `latest`).
+    let as_of = conn
+        .query_row("SELECT CAST(as_of AS VARCHAR) FROM kpic_params", [], |r| {
+            r.get(0)
+        })
+        .ok();
+    Ok(RunOutcome { rows, as_of })
+}
+
+/// What a successful build wrote.
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    pub rows: Vec<KpiRow>,
+    /// The as_of date decided in the engine (`as_of: latest`).
+    pub as_of: Option<String>,
 }
 
 fn kpi_of_step(label: &str) -> Option<&str> {
