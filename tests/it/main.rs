@@ -1,2 +1,4 @@
+mod cli;
 mod common;
+mod compile;
 mod execute;
