@@ -76,8 +76,10 @@ struct Cx<'a> {
     root: &'a Path,
 }
 
+/// A free text field; the final line break of a YAML block scalar (`|`) is
+/// not part of the text.
 fn text(t: &Option<Text>) -> Option<String> {
-    t.as_ref().map(|t| t.value.clone())
+    t.as_ref().map(|t| t.value.trim_end().to_string())
 }
 
 impl Cx<'_> {

@@ -530,7 +530,7 @@ impl Builder<'_> {
                     name: column.clone(),
                     measure: crate::sql::build::func(func, vec![arg.clone()]),
                     filter: filter.clone(),
-                    like_for_like: false,
+                    like_for_like: true,
                 },
             );
             parts.push(Formula::Leaf {

@@ -668,17 +668,6 @@ impl Renderer<'_> {
             ));
             projection.push(item(filled(unfiltered), &format!("u__{metric}")));
         }
-        // Ratio parts have no like-for-like column: reuse the value.
-        let fix_ratio_lfl = |p: &mut Vec<SelectItem>| {
-            for r in ratio_names {
-                if let Some(SelectItem::ExprWithAlias { expr, .. }) = p.iter_mut().find(
-                    |i| matches!(i, SelectItem::ExprWithAlias { alias, .. } if alias.value == format!("l__{r}")),
-                ) {
-                    *expr = col(&format!("v__{r}"));
-                }
-            }
-        };
-        fix_ratio_lfl(&mut projection);
         let base = select(
             projection,
             vec![from(table(object(&spine_name), Some("sp")), joins)],
