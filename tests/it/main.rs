@@ -3,3 +3,4 @@ mod common;
 mod compile;
 mod execute;
 mod robustness;
+mod diagnostics;
