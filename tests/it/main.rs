@@ -1,6 +1,7 @@
 mod cli;
 mod common;
 mod compile;
+mod diagnostics;
+mod docs;
 mod execute;
 mod robustness;
-mod diagnostics;
