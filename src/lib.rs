@@ -21,7 +21,7 @@ pub fn analyze_project(
 ) -> (semantic::SemanticModel, diagnostics::Diagnostics) {
     let mut sources = source::SourceMap::new();
     let (raw, mut diags) = load::load_project(root, &mut sources);
-    let (project, model_diags) = model::model_from_raw(&raw, &sources, root);
+    let (project, model_diags) = model::model_from_raw(&raw, &sources, root, &diags);
     diags.extend(model_diags);
     let (model, semantic_diags) = semantic::analyze(project, sources, catalog);
     diags.extend(semantic_diags);

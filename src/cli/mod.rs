@@ -90,27 +90,7 @@ enum Command {
         as_of: Option<String>,
     },
     /// Compile, execute on DuckDB, materialize the output tables and print the KPI table.
-    Run {
-        /// The DuckDB database file (default: the project's, target/kpic.duckdb).
-        #[arg(long)]
-        db: Option<PathBuf>,
-        #[arg(long)]
-        as_of: Option<String>,
-        /// Only these KPIs.
-        #[arg(long, num_args = 1..)]
-        select: Vec<String>,
-        #[arg(long, value_enum, default_value_t = RunFormat::Table)]
-        format: RunFormat,
-        /// Also write each output table as CSV into this directory.
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// DuckDB memory limit (e.g. 2GB).
-        #[arg(long)]
-        memory_limit: Option<String>,
-        /// Stop a build that runs longer than this many seconds.
-        #[arg(long)]
-        timeout: Option<f64>,
-    },
+    Run(RunArgs),
 }
 
 /// How a command ended.
@@ -205,26 +185,7 @@ pub fn main() -> ExitCode {
             out,
             as_of,
         } => compile(&ctx, dialect, out, as_of),
-        Command::Run {
-            db,
-            as_of,
-            select,
-            format,
-            out,
-            memory_limit,
-            timeout,
-        } => run(
-            &ctx,
-            RunArgs {
-                db,
-                as_of,
-                select,
-                format,
-                out,
-                memory_limit,
-                timeout,
-            },
-        ),
+        Command::Run(args) => run(&ctx, args),
     };
     match outcome {
         Outcome::Ok => ExitCode::SUCCESS,
@@ -421,13 +382,26 @@ fn write_compiled(dir: &Path, compiled: &crate::sql::CompiledSql) -> std::io::Re
     Ok(())
 }
 
+#[derive(clap::Args, Debug)]
 struct RunArgs {
+    /// The DuckDB database file (default: the project's, target/kpic.duckdb).
+    #[arg(long)]
     db: Option<PathBuf>,
+    #[arg(long)]
     as_of: Option<String>,
+    /// Only these KPIs.
+    #[arg(long, num_args = 1..)]
     select: Vec<String>,
+    #[arg(long, value_enum, default_value_t = RunFormat::Table)]
     format: RunFormat,
+    /// Also write each output table as CSV into this directory.
+    #[arg(long)]
     out: Option<PathBuf>,
+    /// DuckDB memory limit (e.g. 2GB).
+    #[arg(long)]
     memory_limit: Option<String>,
+    /// Stop a build that runs longer than this many seconds.
+    #[arg(long)]
     timeout: Option<f64>,
 }
 

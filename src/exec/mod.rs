@@ -344,6 +344,17 @@ impl Catalog for DuckDbCatalog {
         });
         match (result, &source.relation) {
             (Ok(cols), _) => Ok(Some(cols)),
+            (Err(e), Relation::Path { path, .. }) if e.to_string().contains("No files found") => {
+                Err(Diagnostic::new(
+                    Code::PathNotFound,
+                    format!(
+                        "source `{}`: no file matches `{}`",
+                        source.name.value, path.value
+                    ),
+                )
+                .at(span, "this pattern matches no file")
+                .with_help("paths and globs are relative to the project directory"))
+            }
             (Err(e), Relation::Path { .. }) => Err(Diagnostic::new(
                 Code::SchemaUnreadable,
                 format!(

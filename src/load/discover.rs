@@ -316,14 +316,47 @@ fn read_file(
 ) -> Option<FileId> {
     match read_text(path, &display) {
         Ok(text) => Some(sources.add(path, display, text)),
-        Err(d) => {
+        Err(ReadError::NotUtf8 {
+            lossy,
+            at,
+            diagnostic,
+        }) => {
+            // Keep a lossy copy so the diagnostic can show the line; the
+            // file is not parsed.
+            let id = sources.add(path, display, lossy);
+            let end = sources
+                .get(id)
+                .text
+                .get(at..)
+                .and_then(|rest| rest.chars().next())
+                .map_or(at, |c| at + c.len_utf8());
+            diags.push(diagnostic.at(crate::source::Span::new(id, at, end), "not UTF-8"));
+            None
+        }
+        Err(ReadError::Other(d)) => {
             diags.push(*d);
             None
         }
     }
 }
 
-fn read_text(path: &Path, display: &str) -> Result<String, Box<Diagnostic>> {
+enum ReadError {
+    NotUtf8 {
+        lossy: String,
+        /// Byte offset of the first invalid byte (the same in `lossy`).
+        at: usize,
+        diagnostic: Diagnostic,
+    },
+    Other(Box<Diagnostic>),
+}
+
+impl From<Box<Diagnostic>> for ReadError {
+    fn from(d: Box<Diagnostic>) -> Self {
+        ReadError::Other(d)
+    }
+}
+
+fn read_text(path: &Path, display: &str) -> Result<String, ReadError> {
     let unreadable = |e: std::io::Error| {
         Box::new(
             Diagnostic::new(
@@ -349,13 +382,13 @@ fn read_text(path: &Path, display: &str) -> Result<String, Box<Diagnostic>> {
     };
     let meta = fs::metadata(path).map_err(unreadable)?;
     if !meta.is_file() {
-        return Err(Box::new(Diagnostic::new(
+        return Err(ReadError::Other(Box::new(Diagnostic::new(
             Code::FileUnreadable,
             format!("`{display}` is not a regular file"),
-        )));
+        ))));
     }
     if meta.len() > MAX_FILE_BYTES {
-        return Err(too_large());
+        return Err(too_large().into());
     }
     let file = fs::File::open(path).map_err(unreadable)?;
     let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
@@ -363,19 +396,21 @@ fn read_text(path: &Path, display: &str) -> Result<String, Box<Diagnostic>> {
         .read_to_end(&mut bytes)
         .map_err(unreadable)?;
     if bytes.len() as u64 > MAX_FILE_BYTES {
-        return Err(too_large());
+        return Err(too_large().into());
     }
     String::from_utf8(bytes).map_err(|e| {
         let at = e.utf8_error().valid_up_to();
         let prefix = e.as_bytes().get(..at).unwrap_or(&[]);
         let line = prefix.iter().filter(|b| **b == b'\n').count() + 1;
-        Box::new(
-            Diagnostic::new(
+        ReadError::NotUtf8 {
+            lossy: String::from_utf8_lossy(e.as_bytes()).into_owned(),
+            at,
+            diagnostic: Diagnostic::new(
                 Code::FileUnreadable,
                 format!("`{display}` is not UTF-8 text (invalid byte at line {line})"),
             )
             .with_help("save the file as UTF-8"),
-        )
+        }
     })
 }
 

@@ -435,7 +435,14 @@ impl Builder<'_, '_> {
     }
 
     fn syntax_error(&self, e: &ScanError) -> Diagnostic {
-        let at = self.pos.byte(e.marker().index());
+        let mut at = self.pos.byte(e.marker().index());
+        // saphyr reports a tab at the start of the scalar it was scanning;
+        // the tab itself is what to fix.
+        if e.info().contains("tab")
+            && let Some(i) = self.text.get(at..).and_then(|rest| rest.find('\t'))
+        {
+            at += i;
+        }
         // Underline the character at the position, unless it is a line
         // break or the end of the file.
         let end = self

@@ -30,10 +30,18 @@ pub fn model_from_raw(
     raw: &RawProject,
     sources: &SourceMap,
     root: &Path,
+    earlier: &Diagnostics,
 ) -> (Project, Diagnostics) {
     let mut diags = Diagnostics::new();
+    // Where load already found errors: a key it refused is not "missing".
+    let reported: Vec<Span> = earlier
+        .iter()
+        .filter(|d| d.is_error())
+        .filter_map(|d| d.primary.as_ref().map(|l| l.span))
+        .collect();
     let templater = Templater::new(raw, sources, &mut diags);
     let mut cx = Cx {
+        reported,
         sources,
         templater: &templater,
         diags: &mut diags,
@@ -46,16 +54,24 @@ pub fn model_from_raw(
         sources: Vec::new(),
         metrics: Vec::new(),
         kpis: Vec::new(),
+        broken_sources: Default::default(),
+        broken_metrics: Default::default(),
     };
     for file in &raw.files {
         for s in &file.sources {
-            if let Some(s) = cx.source(s) {
-                project.sources.push(s);
+            match cx.source(s) {
+                Some(s) => project.sources.push(s),
+                None => project
+                    .broken_sources
+                    .extend(s.name.as_ref().map(|n| n.value.clone())),
             }
         }
         for m in &file.metrics {
-            if let Some(m) = cx.metric(m) {
-                project.metrics.push(m);
+            match cx.metric(m) {
+                Some(m) => project.metrics.push(m),
+                None => project
+                    .broken_metrics
+                    .extend(m.name.as_ref().map(|n| n.value.clone())),
             }
         }
     }
@@ -70,6 +86,7 @@ pub fn model_from_raw(
 }
 
 struct Cx<'a> {
+    reported: Vec<Span>,
     sources: &'a SourceMap,
     templater: &'a Templater,
     diags: &'a mut Diagnostics,
@@ -87,6 +104,13 @@ impl Cx<'_> {
         self.diags.push(d);
     }
 
+    /// Whether load already reported an error inside `span`.
+    fn already_reported(&self, span: Span) -> bool {
+        self.reported
+            .iter()
+            .any(|r| r.file == span.file && r.start >= span.start && r.end <= span.end)
+    }
+
     fn required<'t>(
         &mut self,
         value: &'t Option<Text>,
@@ -94,7 +118,7 @@ impl Cx<'_> {
         what: &str,
         span: Span,
     ) -> Option<&'t Text> {
-        if value.is_none() {
+        if value.is_none() && !self.already_reported(span) {
             self.error(
                 Diagnostic::new(Code::MissingKey, format!("{what} has no `{key}`"))
                     .at(
@@ -422,6 +446,20 @@ impl Cx<'_> {
                 }
             }
             (None, None) => {
+                if self.already_reported(raw.span) {
+                    return None;
+                }
+                if let Some(source) = &raw.source {
+                    self.error(
+                        Diagnostic::new(
+                            Code::MetricKind,
+                            format!("metric `{}` has a `source` but no `measure`", name.value),
+                        )
+                        .at(source.span, "a measure metric needs `measure:`")
+                        .with_help("add e.g. `measure: count(*)`, or make it derived with `expr:`"),
+                    );
+                    return None;
+                }
                 self.error(
                     Diagnostic::new(
                         Code::MissingKey,

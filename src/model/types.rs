@@ -127,6 +127,10 @@ pub struct Project {
     pub sources: Vec<Source>,
     pub metrics: Vec<Metric>,
     pub kpis: Vec<Kpi>,
+    /// Names of definitions that could not be typed (already reported):
+    /// references to them are not reported again as unknown.
+    pub broken_sources: std::collections::BTreeSet<String>,
+    pub broken_metrics: std::collections::BTreeSet<String>,
 }
 
 impl Project {

@@ -599,10 +599,9 @@ impl Builder<'_> {
                 ColumnRef::Base(_) => None,
             })
             .collect();
+        // Every declared join is checked, used or not: a join declares a
+        // many-to-one relation, and breakdowns may use it later.
         for j in &src.joins {
-            if !joined_needed.contains(j.source.value.as_str()) {
-                continue;
-            }
             let Some(js) = self.model.project.source(&j.source.value) else {
                 continue;
             };
@@ -636,11 +635,13 @@ impl Builder<'_> {
                 keys,
                 relation: relation.clone(),
             });
-            joins.push(ScanJoin {
-                alias,
-                relation,
-                on,
-            });
+            if joined_needed.contains(j.source.value.as_str()) {
+                joins.push(ScanJoin {
+                    alias,
+                    relation,
+                    on,
+                });
+            }
         }
         let columns = columns
             .iter()

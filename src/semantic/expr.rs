@@ -88,18 +88,28 @@ fn unknown_metric(
     name: &str,
     field: &SqlExpr,
     sources: &SourceMap,
-) -> Diagnostic {
+) -> Option<Diagnostic> {
     let span = locate(sources, field.span, name);
     unknown_metric_at(project, name, span)
 }
 
-fn unknown_metric_at(project: &Project, name: &str, span: crate::source::Span) -> Diagnostic {
+/// `None` when the metric exists but was broken (its error is reported).
+fn unknown_metric_at(
+    project: &Project,
+    name: &str,
+    span: crate::source::Span,
+) -> Option<Diagnostic> {
+    if project.broken_metrics.contains(name) {
+        return None;
+    }
     let hint = did_you_mean(name, project.metrics.iter().map(|m| m.name.value.as_str()));
-    Diagnostic::new(Code::UnknownMetric, format!("unknown metric `{name}`")).at(
-        span,
-        hint.map_or("no metric of this name".to_string(), |h| {
-            format!("did you mean `{h}`?")
-        }),
+    Some(
+        Diagnostic::new(Code::UnknownMetric, format!("unknown metric `{name}`")).at(
+            span,
+            hint.map_or("no metric of this name".to_string(), |h| {
+                format!("did you mean `{h}`?")
+            }),
+        ),
     )
 }
 
@@ -206,6 +216,9 @@ pub fn analyze_metrics(
                 accumulation,
             } => {
                 let Some(src) = project.source(&source.value) else {
+                    if project.broken_sources.contains(&source.value) {
+                        continue;
+                    }
                     let hint = did_you_mean(
                         &source.value,
                         project.sources.iter().map(|s| s.name.value.as_str()),
@@ -284,7 +297,7 @@ pub fn analyze_metrics(
                     let mut ok = true;
                     for r in &refs {
                         if project.metric(r).is_none() {
-                            diags.push(unknown_metric(project, r, expr, sources));
+                            diags.0.extend(unknown_metric(project, r, expr, sources));
                             ok = false;
                         }
                     }
@@ -455,14 +468,16 @@ fn analyze_kpi(
 ) -> Option<KpiInfo> {
     let metric_known = project.metric(&k.metric.value).is_some();
     if !metric_known {
-        diags.push(unknown_metric_at(project, &k.metric.value, k.metric.span));
+        diags
+            .0
+            .extend(unknown_metric_at(project, &k.metric.value, k.metric.span));
     }
     let mut ok = metric_known && metrics.contains_key(&k.metric.value);
     let mut drivers: Vec<String> = Vec::new();
     if let Some(ds) = &k.drivers {
         for d in ds {
             if project.metric(&d.value).is_none() {
-                diags.push(unknown_metric_at(project, &d.value, d.span));
+                diags.0.extend(unknown_metric_at(project, &d.value, d.span));
                 ok = false;
             } else if !drivers.contains(&d.value) {
                 drivers.push(d.value.clone());
@@ -474,7 +489,7 @@ fn analyze_kpi(
             Ok(refs) => {
                 for r in &refs {
                     if project.metric(r).is_none() {
-                        diags.push(unknown_metric(project, r, dec, sources));
+                        diags.0.extend(unknown_metric(project, r, dec, sources));
                         ok = false;
                     }
                 }

@@ -290,6 +290,9 @@ fn check_sources(
                 );
             }
             let Some(target) = project.source(name) else {
+                if project.broken_sources.contains(name) {
+                    continue;
+                }
                 let hint =
                     did_you_mean(name, project.sources.iter().map(|s| s.name.value.as_str()));
                 diags.push(
