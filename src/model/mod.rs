@@ -132,8 +132,19 @@ impl Cx<'_> {
     }
 
     fn expr(&mut self, field: &Text) -> Option<SqlExpr> {
+        self.expr_with(field, |text| text)
+    }
+
+    /// A derived metric's `expr`: `offset(metric, N unit)` is not SQL, so
+    /// `N unit` is rewritten to `N*unit` (same length: spans stay exact)
+    /// before parsing; semantic reads it back.
+    fn derived_expr(&mut self, field: &Text) -> Option<SqlExpr> {
+        self.expr_with(field, sql_field::rewrite_offsets)
+    }
+
+    fn expr_with(&mut self, field: &Text, prepare: impl Fn(String) -> String) -> Option<SqlExpr> {
         let rendered = match self.templater.render(field) {
-            Ok(r) => r,
+            Ok(r) => prepare(r),
             Err(d) => {
                 self.error(d);
                 return None;
@@ -420,7 +431,7 @@ impl Cx<'_> {
                     }
                 }
                 MetricKind::Derived {
-                    expr: self.expr(e)?,
+                    expr: self.derived_expr(e)?,
                 }
             }
             (Some(m), None) => {

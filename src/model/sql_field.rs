@@ -78,6 +78,38 @@ pub fn parse_object_name(
     result.map_err(|e| syntax_error(e, text, span, sources))
 }
 
+/// `offset(metric, 1 month)` → `offset(metric, 1*month)`: the one
+/// whitespace character between the count and the unit becomes `*`, so the
+/// text parses as SQL and keeps its length.
+pub fn rewrite_offsets(text: String) -> String {
+    let lower = text.to_ascii_lowercase();
+    let mut bytes = text.into_bytes();
+    let mut from = 0;
+    while let Some(i) = lower[from..].find("offset(") {
+        let start = from + i + "offset(".len();
+        let Some(close) = lower[start..].find(')').map(|c| start + c) else {
+            break;
+        };
+        if let Some(comma) = lower[start..close].rfind(',').map(|c| start + c) {
+            let args = &lower[comma + 1..close];
+            let trimmed = args.trim_start();
+            let lead = args.len() - trimmed.len();
+            let digits = trimmed.chars().take_while(char::is_ascii_digit).count();
+            let rest = &trimmed[digits..];
+            if digits > 0
+                && rest.starts_with([' ', '\t'])
+                && rest
+                    .trim_start()
+                    .starts_with(|c: char| c.is_ascii_alphabetic())
+            {
+                bytes[comma + 1 + lead + digits] = b'*';
+            }
+        }
+        from = close;
+    }
+    String::from_utf8(bytes).unwrap_or_default()
+}
+
 fn syntax_error(e: ParserError, text: &str, span: Span, sources: &SourceMap) -> Diagnostic {
     let message = match &e {
         ParserError::ParserError(m) | ParserError::TokenizerError(m) => m.clone(),
@@ -140,6 +172,20 @@ mod tests {
         let (sources, span) = map(text);
         let err = parse_expr(text, span, &sources).unwrap_err();
         assert_eq!(err.code, Code::SqlSyntax);
+    }
+
+    #[test]
+    fn offsets_become_products() {
+        assert_eq!(
+            rewrite_offsets("revenue / offset(revenue, 1 year) - 1".into()),
+            "revenue / offset(revenue, 1*year) - 1"
+        );
+        assert_eq!(
+            rewrite_offsets("OFFSET(a,  12  months)".into()),
+            "OFFSET(a,  12* months)"
+        );
+        assert_eq!(rewrite_offsets("offset(a, b)".into()), "offset(a, b)");
+        assert_eq!(rewrite_offsets("offset(".into()), "offset(");
     }
 
     #[test]

@@ -157,6 +157,8 @@ pub struct KpiNode {
     pub metric_outputs: Vec<String>,
     /// numerator / denominator of a ratio KPI.
     pub ratio: Option<(Formula, Formula)>,
+    /// Distinct `offset(…, N unit)` shifts the formulas use: (unit, N).
+    pub offsets: Vec<(Grain, u32)>,
 }
 
 #[derive(Debug, Clone)]
@@ -477,7 +479,18 @@ impl Builder<'_> {
                     .collect(),
             ),
         });
+        let mut offsets = Vec::new();
+        for (_, f) in &formulas {
+            if let Formula::Derived(e) = f {
+                for o in crate::semantic::expr::offsets_in(e) {
+                    if !offsets.contains(&(o.unit, o.n)) {
+                        offsets.push((o.unit, o.n));
+                    }
+                }
+            }
+        }
         Some(KpiNode {
+            offsets,
             name: k.name.value.clone(),
             label: k.label.clone(),
             metric: k.metric.value.clone(),

@@ -4,7 +4,6 @@
 //! KPI filters. Also computes [`MetricInfo`] and [`KpiInfo`].
 
 use std::collections::{BTreeSet, HashMap};
-use std::ops::ControlFlow;
 
 use sqlparser::ast::{BinaryOperator, Expr, UnaryOperator, Value};
 
@@ -20,52 +19,154 @@ const DERIVED_FUNCTIONS: &[&str] = &[
     "coalesce", "nullif", "abs", "least", "greatest", "round", "ln", "exp", "sqrt", "power",
 ];
 
-/// Metric names a derived expression references, or the problem with it.
+/// `offset(metric, N unit)`: the metric's value N units earlier.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OffsetRef {
+    pub metric: String,
+    pub n: u32,
+    pub unit: crate::model::Grain,
+}
+
+/// Reads `offset(metric, N*unit)` (the model stage rewrote `N unit`).
+pub fn parse_offset(f: &sqlparser::ast::Function) -> Result<OffsetRef, String> {
+    use sqlparser::ast::{FunctionArg, FunctionArgExpr, FunctionArguments};
+    let usage = "write `offset(metric, N unit)`, e.g. `offset(revenue, 1 year)`";
+    let FunctionArguments::List(list) = &f.args else {
+        return Err(usage.into());
+    };
+    let args: Vec<&Expr> = list
+        .args
+        .iter()
+        .filter_map(|a| match a {
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e),
+            _ => None,
+        })
+        .collect();
+    let [
+        Expr::Identifier(metric),
+        Expr::BinaryOp {
+            left,
+            op: BinaryOperator::Multiply,
+            right,
+        },
+    ] = args.as_slice()
+    else {
+        return Err(usage.into());
+    };
+    let (Expr::Value(v), Expr::Identifier(unit)) = (left.as_ref(), right.as_ref()) else {
+        return Err(usage.into());
+    };
+    let Value::Number(n, _) = &v.value else {
+        return Err(usage.into());
+    };
+    let n: u32 = n
+        .parse()
+        .ok()
+        .filter(|n| (1..=1000).contains(n))
+        .ok_or("the count of an offset is a whole number from 1 to 1000")?;
+    let unit = crate::model::Grain::parse(unit.value.to_ascii_lowercase().trim_end_matches('s'))
+        .ok_or("the unit of an offset is day, week, month, quarter or year")?;
+    Ok(OffsetRef {
+        metric: metric.value.clone(),
+        n,
+        unit,
+    })
+}
+
+/// Every `offset(...)` of an expression, in order.
+pub fn offsets_in(e: &Expr) -> Vec<OffsetRef> {
+    let mut out = Vec::new();
+    let _ = sqlparser::ast::visit_expressions(e, |x| {
+        if let Expr::Function(f) = x
+            && aggregates::function_name(f) == "offset"
+            && let Ok(o) = parse_offset(f)
+            && !out.contains(&o)
+        {
+            out.push(o);
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+    out
+}
+
+/// Whether a KPI of `grain` can read values `n` `unit`s earlier: the
+/// shifted period must start on a period of the grain.
+pub fn offset_fits_grain(grain: crate::model::Grain, unit: crate::model::Grain, n: u32) -> bool {
+    use crate::model::Grain::*;
+    match (grain, unit) {
+        (Day, _) => true,
+        (Week, Week | Year) => true,
+        (Month, Month | Quarter | Year) => true,
+        (Quarter, Quarter | Year) => true,
+        (Quarter, Month) => n % 3 == 0,
+        (Year, Year) => true,
+        (Year, Quarter) => n % 4 == 0,
+        (Year, Month) => n % 12 == 0,
+        _ => false,
+    }
+}
+
+/// Metric names a derived expression references (offsets included), or
+/// the problem with it.
 pub fn metric_refs(e: &SqlExpr) -> Result<Vec<String>, Diagnostic> {
-    let mut refs = Vec::new();
-    let mut problem = None;
-    let _ = sqlparser::ast::visit_expressions(&e.expr, |x| {
-        let bad = match x {
+    fn walk(e: &Expr, refs: &mut Vec<String>) -> Result<(), String> {
+        let mut add = |name: &str| {
+            if !refs.iter().any(|r| r == name) {
+                refs.push(name.to_string());
+            }
+        };
+        match e {
             Expr::Identifier(i) => {
-                if !refs.contains(&i.value) {
-                    refs.push(i.value.clone());
-                }
-                None
+                add(&i.value);
+                Ok(())
             }
             Expr::Value(v) => match &v.value {
-                Value::Number(..) | Value::Null => None,
-                _ => Some("only numbers may appear as literals".to_string()),
+                Value::Number(..) | Value::Null => Ok(()),
+                _ => Err("only numbers may appear as literals".to_string()),
             },
-            Expr::Nested(_) => None,
-            Expr::BinaryOp { op, .. } => match op {
+            Expr::Nested(e) => walk(e, refs),
+            Expr::BinaryOp { left, op, right } => match op {
                 BinaryOperator::Plus
                 | BinaryOperator::Minus
                 | BinaryOperator::Multiply
-                | BinaryOperator::Divide => None,
-                other => Some(format!("operator `{other}` is not arithmetic")),
+                | BinaryOperator::Divide => {
+                    walk(left, refs)?;
+                    walk(right, refs)
+                }
+                other => Err(format!("operator `{other}` is not arithmetic")),
             },
             Expr::UnaryOp {
                 op: UnaryOperator::Minus | UnaryOperator::Plus,
-                ..
-            } => None,
+                expr,
+            } => walk(expr, refs),
             Expr::Function(f) => {
                 let name = aggregates::function_name(f);
                 if name == "offset" {
-                    Some("`offset()` is not supported yet".to_string())
-                } else if DERIVED_FUNCTIONS.contains(&name.as_str()) {
-                    None
-                } else {
-                    Some(format!("function `{name}` is not allowed here"))
+                    let o = parse_offset(f)?;
+                    add(&o.metric);
+                    return Ok(());
                 }
+                if !DERIVED_FUNCTIONS.contains(&name.as_str()) {
+                    return Err(format!("function `{name}` is not allowed here"));
+                }
+                let sqlparser::ast::FunctionArguments::List(list) = &f.args else {
+                    return Ok(());
+                };
+                for a in &list.args {
+                    match a {
+                        sqlparser::ast::FunctionArg::Unnamed(
+                            sqlparser::ast::FunctionArgExpr::Expr(x),
+                        ) => walk(x, refs)?,
+                        _ => return Err(format!("unexpected argument of `{name}`")),
+                    }
+                }
+                Ok(())
             }
-            other => Some(format!("`{other}` is not arithmetic over metrics")),
-        };
-        if let Some(b) = bad {
-            problem = Some(b);
-            return ControlFlow::Break(());
+            other => Err(format!("`{other}` is not arithmetic over metrics")),
         }
-        ControlFlow::Continue(())
-    });
+    }
+    let mut refs = Vec::new();
+    let problem = walk(&e.expr, &mut refs).err();
     match problem {
         None => Ok(refs),
         Some(p) => Err(Diagnostic::new(
@@ -537,6 +638,57 @@ fn analyze_kpi(
     for d in &drivers {
         if metrics.contains_key(d) {
             dependency_order(d, metrics, &mut needed);
+        }
+    }
+    for name in &needed {
+        let Some(crate::model::Metric {
+            kind: MetricKind::Derived { expr },
+            ..
+        }) = project.metric(name)
+        else {
+            continue;
+        };
+        for o in offsets_in(&expr.expr) {
+            if !offset_fits_grain(k.grain, o.unit, o.n) {
+                diags.push(
+                    Diagnostic::new(
+                        Code::InvalidExpression,
+                        format!(
+                            "`offset({}, {} {})` does not fit KPI `{}`'s {} grain",
+                            o.metric,
+                            o.n,
+                            o.unit.as_str(),
+                            k.name.value,
+                            k.grain.as_str()
+                        ),
+                    )
+                    .at(locate(sources, expr.span, "offset"), "this offset")
+                    .with_secondary(k.name.span, "used by this KPI")
+                    .with_help("the offset must move by whole periods of the KPI's grain (e.g. 1 year or 12 months for a month KPI)"),
+                );
+                ok = false;
+            }
+            // Offsets of offsets would need shifted shifts; refuse them.
+            let mut inner = Vec::new();
+            dependency_order(&o.metric, metrics, &mut inner);
+            let nested = inner.iter().any(|m| {
+                matches!(
+                    project.metric(m),
+                    Some(crate::model::Metric { kind: MetricKind::Derived { expr }, .. })
+                        if !offsets_in(&expr.expr).is_empty()
+                )
+            });
+            if nested {
+                diags.push(
+                    Diagnostic::new(
+                        Code::PlanUnsupported,
+                        format!("`offset({}, …)` of a metric that itself uses offset() is not supported", o.metric),
+                    )
+                    .at(locate(sources, expr.span, "offset"), "nested offset")
+                    .with_help("offset the underlying metrics instead"),
+                );
+                ok = false;
+            }
         }
     }
     let kpi_sources = metrics

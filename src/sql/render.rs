@@ -27,6 +27,8 @@ use crate::semantic::SemanticModel;
 
 const DAY: &str = "__kpic_day";
 const PARAMS: &str = "kpic_params";
+/// Placeholder prefix for `offset()` calls while a formula is expanded.
+const OFFSET_MARK: &str = "__kpic_offset_";
 
 struct Renderer<'a> {
     dialect: &'a dyn Dialect,
@@ -96,7 +98,7 @@ pub fn plan_to_sql(plan: &Plan, model: &SemanticModel, dialect: &dyn Dialect) ->
         metrics.extend(r.kpi_metric_rows(k));
     }
     let kpi_deps: Vec<String> = plan.kpis.iter().map(|k| step(&k.name, "vals")).collect();
-    let base_deps: Vec<String> = plan.kpis.iter().map(|k| step(&k.name, "base")).collect();
+    let base_deps: Vec<String> = plan.kpis.iter().map(|k| step(&k.name, "cmp")).collect();
     let outputs = vec![
         OutputQuery {
             table: "kpi_results".into(),
@@ -515,11 +517,18 @@ impl Renderer<'_> {
     /// A metric's value in one variant, as an expression over the columns
     /// of the KPI's steps. Variant `p` is the projection.
     fn value(&self, k: &KpiNode, metric: &str, variant: &str) -> Expr {
+        self.shifted_value(k, metric, variant, "")
+    }
+
+    /// [`Self::value`] of the period `prefix` names (`o<i>__`: the i-th
+    /// offset of the KPI; "" for the row's own period).
+    fn shifted_value(&self, k: &KpiNode, metric: &str, variant: &str, prefix: &str) -> Expr {
         match self.formula(k, metric) {
             Some(Formula::Leaf { additive, .. }) => {
                 if variant == "p" {
-                    let v = col(&format!("v__{metric}"));
-                    if *additive {
+                    let v = col(&format!("v__{prefix}{metric}"));
+                    // An offset period lies in the past: it is complete.
+                    if *additive && prefix.is_empty() {
                         return case(
                             vec![(col("is_complete"), v.clone())],
                             Some(safe_div(
@@ -530,14 +539,38 @@ impl Renderer<'_> {
                     }
                     return v;
                 }
-                col(&format!("{variant}__{metric}"))
+                col(&format!("{variant}__{prefix}{metric}"))
             }
             Some(Formula::Derived(expr)) => {
                 let mut e = expr.clone();
+                // offset(m, N unit) first becomes a placeholder naming the
+                // shifted metric, so the substitution below sees one name.
+                let _ = sqlparser::ast::visit_expressions_mut(&mut e, |x| {
+                    if let Expr::Function(f) = x
+                        && crate::semantic::aggregates::function_name(f) == "offset"
+                    {
+                        *x = match crate::semantic::expr::parse_offset(f) {
+                            Ok(o) => match k.offsets.iter().position(|s| *s == (o.unit, o.n)) {
+                                Some(i) if prefix.is_empty() => {
+                                    col(&format!("{OFFSET_MARK}{i}__{}", o.metric))
+                                }
+                                _ => cast(null(), double()),
+                            },
+                            Err(_) => cast(null(), double()),
+                        };
+                    }
+                    ControlFlow::<()>::Continue(())
+                });
                 let _ = sqlparser::ast::visit_expressions_mut(&mut e, |x| {
                     match x {
                         Expr::Identifier(i) => {
-                            *x = paren(self.value(k, &i.value, variant));
+                            *x = paren(match i.value.strip_prefix(OFFSET_MARK) {
+                                Some(rest) => {
+                                    let (index, name) = rest.split_once("__").unwrap_or(("", rest));
+                                    self.shifted_value(k, name, variant, &format!("o{index}__"))
+                                }
+                                None => self.shifted_value(k, &i.value, variant, prefix),
+                            });
                         }
                         Expr::BinaryOp {
                             left,
@@ -674,13 +707,54 @@ impl Renderer<'_> {
         );
         let base_name = step(&k.name, "base");
 
+        // Offsets: each `offset(…, N unit)` joins the base to itself, N
+        // units earlier; its leaf values become columns `<v>__o<i>__<leaf>`.
+        let real_leaves: Vec<&str> = k
+            .formulas
+            .iter()
+            .filter(|(_, f)| matches!(f, Formula::Leaf { .. }))
+            .map(|(m, _)| m.as_str())
+            .collect();
+        let mut leaves: Vec<String> = real_leaves.iter().map(|m| m.to_string()).collect();
+        let mut steps_before_cmp = Vec::new();
+        let compared = if k.offsets.is_empty() {
+            base_name.clone()
+        } else {
+            let mut projection = vec![wildcard_of("b")];
+            let mut joins = Vec::new();
+            for (i, (unit, n)) in k.offsets.iter().enumerate() {
+                let alias = format!("o{i}");
+                for m in &real_leaves {
+                    for v in ["v", "l", "u"] {
+                        projection.push(item(
+                            qcol(&alias, &format!("{v}__{m}")),
+                            &format!("{v}__o{i}__{m}"),
+                        ));
+                    }
+                    leaves.push(format!("o{i}__{m}"));
+                }
+                joins.push(left_join(
+                    table(object(&base_name), Some(&alias)),
+                    self.earlier(k.grain, *unit, *n, "b", &alias),
+                ));
+            }
+            let off_name = step(&k.name, "off");
+            steps_before_cmp.push(NamedQuery {
+                name: off_name.clone(),
+                query: select_query(select(
+                    projection,
+                    vec![from(table(object(&base_name), Some("b")), joins)],
+                )),
+                deps: vec![base_name.clone()],
+                shared: false,
+            });
+            off_name
+        };
+
         // Comparisons: previous period (LAG over the gap-free spine) and
         // the same period a year earlier (ISO week W of the previous ISO year).
         let mut projection = vec![wildcard_of("b")];
-        for (metric, f) in &k.formulas {
-            if !matches!(f, Formula::Leaf { .. }) {
-                continue;
-            }
+        for metric in &leaves {
             for (from_v, to) in [("v", "pv"), ("l", "pl")] {
                 projection.push(item(
                     lag(
@@ -697,22 +771,12 @@ impl Renderer<'_> {
                 ));
             }
         }
-        let ly_on = if k.grain == Grain::Week {
-            and(
-                eq(qcol("ly", "__kpic_iy"), sub(qcol("b", "__kpic_iy"), int(1))),
-                eq(qcol("ly", "__kpic_iw"), qcol("b", "__kpic_iw")),
-            )
-        } else {
-            eq(
-                qcol("ly", "period_start"),
-                d.add_periods(Grain::Year, qcol("b", "period_start"), -1),
-            )
-        };
+        let ly_on = self.earlier(k.grain, Grain::Year, 1, "b", "ly");
         let cmp = select(
             projection,
             vec![from(
-                table(object(&base_name), Some("b")),
-                vec![left_join(table(object(&base_name), Some("ly")), ly_on)],
+                table(object(&compared), Some("b")),
+                vec![left_join(table(object(&compared), Some("ly")), ly_on)],
             )],
         );
         let cmp_name = step(&k.name, "cmp");
@@ -765,7 +829,7 @@ impl Renderer<'_> {
             ],
             vec![from(table(object(&cmp_name), None), vec![])],
         );
-        vec![
+        let mut steps = vec![
             NamedQuery {
                 name: spine_name,
                 query: spine,
@@ -778,10 +842,13 @@ impl Renderer<'_> {
                 deps: self.deps(deps),
                 shared: false,
             },
+        ];
+        steps.extend(steps_before_cmp);
+        steps.extend([
             NamedQuery {
                 name: cmp_name.clone(),
                 query: select_query(cmp),
-                deps: vec![base_name],
+                deps: vec![compared],
                 shared: false,
             },
             NamedQuery {
@@ -790,7 +857,27 @@ impl Renderer<'_> {
                 deps: vec![cmp_name],
                 shared: false,
             },
-        ]
+        ]);
+        steps
+    }
+
+    /// Join condition: relation `earlier` holds the period `n` `unit`s
+    /// before `row`'s. A year before an ISO week is week W of ISO year − 1.
+    fn earlier(&self, grain: Grain, unit: Grain, n: u32, row: &str, earlier: &str) -> Expr {
+        if grain == Grain::Week && unit == Grain::Year {
+            return and(
+                eq(
+                    qcol(earlier, "__kpic_iy"),
+                    sub(qcol(row, "__kpic_iy"), int(n as i64)),
+                ),
+                eq(qcol(earlier, "__kpic_iw"), qcol(row, "__kpic_iw")),
+            );
+        }
+        eq(
+            qcol(earlier, "period_start"),
+            self.dialect
+                .add_periods(unit, qcol(row, "period_start"), -(n as i64)),
+        )
     }
 
     fn kpi_result(&self, k: &KpiNode) -> Query {
@@ -866,7 +953,7 @@ impl Renderer<'_> {
                         item(col("period_end"), "period_end"),
                         item(self.value(k, m, "u"), "value"),
                     ],
-                    vec![from(table(object(&step(&k.name, "base")), None), vec![])],
+                    vec![from(table(object(&step(&k.name, "cmp")), None), vec![])],
                 ))
             })
             .collect()

@@ -2266,3 +2266,75 @@ fn driver_attribution_log_shapley_and_none() {
         }
     }
 }
+
+/// §3.2: a derived `expr` may use `offset(metric, N unit)`: the metric's
+/// value for the period N units earlier (NULL before the first period),
+/// calendar-correct; the projection of the current period uses the
+/// offset period's (complete) value.
+#[test]
+fn derived_offset_metrics() {
+    let p = Project::new(&[
+        (
+            "data.csv",
+            "day,amount\n2023-01-10,10\n2023-02-10,20\n2023-03-10,30\n2024-01-10,15\n2024-02-10,40\n2024-03-05,12\n2024-03-20,99\n",
+        ),
+        (
+            "models/m.yml",
+            "sources:\n  - name: s\n    path: data.csv\n    time: day\n\
+             metrics:\n  - name: revenue\n    source: s\n    measure: sum(amount)\n\
+             \x20 - name: growth\n    expr: revenue / offset(revenue, 1 year) - 1\n\
+             \x20 - name: mom\n    expr: revenue - offset(revenue, 1 month)\n\
+             kpis:\n  - name: g\n    metric: growth\n    grain: month\n    target: 0.1\n\
+             \x20 - name: m\n    metric: mom\n    grain: month\n    target: 0\n\
+             \x20 - name: q\n    metric: growth\n    grain: quarter\n    target: 0\n",
+        ),
+    ]);
+    let db = p.run("2024-03-10");
+    let res = db.results();
+    // A year before 2023 is before the data: NULL.
+    res.get("g", "2023-02")
+        .check("actual", None)
+        .check_status("no_data");
+    res.get("g", "2024-01")
+        .check("actual", Some(15.0 / 10.0 - 1.0));
+    res.get("g", "2024-02")
+        .check("actual", Some(40.0 / 20.0 - 1.0));
+    // March 2024 to 2024-03-10: 12 so far, 12 × 31/10 projected, against
+    // the whole of March 2023 (30); previous is February like for like:
+    // Feb 1-10 2024 (40) over Feb 1-10 2023 (20).
+    res.get("g", "2024-03")
+        .check("actual", Some(12.0 / 30.0 - 1.0))
+        .check("projected", Some(12.0 * 31.0 / 10.0 / 30.0 - 1.0))
+        .check("previous", Some(40.0 / 20.0 - 1.0));
+    res.get("m", "2023-01").check("actual", None);
+    res.get("m", "2023-02").check("actual", Some(20.0 - 10.0));
+    res.get("m", "2023-04").check("actual", Some(0.0 - 30.0));
+    res.get("m", "2024-03")
+        .check("actual", Some(12.0 - 40.0))
+        .check("projected", Some(12.0 * 31.0 / 10.0 - 40.0));
+    // Quarter grain: 1 year back is 4 quarters back.
+    res.get("q", "2024-Q1")
+        .check("actual", Some((15.0 + 40.0 + 12.0) / 60.0 - 1.0));
+}
+
+/// An offset must move by whole periods of the KPI's grain.
+#[test]
+fn offset_finer_than_the_grain_is_an_error() {
+    let p = Project::new(&[
+        ("data.csv", "day,amount\n2024-01-10,10\n"),
+        (
+            "models/m.yml",
+            "sources:\n  - name: s\n    path: data.csv\n    time: day\n\
+             metrics:\n  - name: revenue\n    source: s\n    measure: sum(amount)\n\
+             \x20 - name: wow\n    expr: revenue - offset(revenue, 1 week)\n\
+             kpis:\n  - name: k\n    metric: wow\n    grain: month\n    target: 0\n",
+        ),
+    ]);
+    let out = p.kpic(&["check"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("KPI220") && stderr.contains("models/m.yml:10:21"),
+        "{stderr}"
+    );
+}
