@@ -484,13 +484,38 @@ impl Cx<'_> {
                 return None;
             }
         };
-        if let Some(p) = &raw.period_agg {
-            // `period_agg` only changes how window/to_date metrics pick their
-            // daily value; kpic supports the default (`last`) today.
-            if p.value.trim() != "last" {
-                self.one_of(p, "period_agg", &[("last", ())]);
+        let period_agg = match &raw.period_agg {
+            None => PeriodAgg::Last,
+            Some(p) => {
+                let rolling = matches!(
+                    &kind,
+                    MetricKind::Measure { accumulation, .. } if *accumulation != Accumulation::None
+                );
+                if !rolling {
+                    self.error(
+                        Diagnostic::new(
+                            Code::MetricKind,
+                            format!(
+                                "metric `{}` has `period_agg` but no `window` or `to_date`",
+                                name.value
+                            ),
+                        )
+                        .at(p.span, "period_agg picks a daily value of a rolling metric")
+                        .with_help("remove it, or add `window:` or `to_date:`"),
+                    );
+                    return None;
+                }
+                self.one_of(
+                    p,
+                    "period_agg",
+                    &[
+                        ("last", PeriodAgg::Last),
+                        ("first", PeriodAgg::First),
+                        ("average", PeriodAgg::Average),
+                    ],
+                )?
             }
-        }
+        };
         Some(Metric {
             name,
             span: raw.span,
@@ -499,6 +524,7 @@ impl Cx<'_> {
             format,
             fill_null,
             kind,
+            period_agg,
         })
     }
 

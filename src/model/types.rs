@@ -210,6 +210,28 @@ pub enum Accumulation {
     ToDate(Grain),
 }
 
+/// Which daily value of a `window`/`to_date` metric stands for a longer
+/// period.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PeriodAgg {
+    /// The value on the period's last day (to date for the current period).
+    Last,
+    /// The value on the period's first day.
+    First,
+    /// The mean of the daily values over the period's days (so far).
+    Average,
+}
+
+impl PeriodAgg {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PeriodAgg::Last => "last",
+            PeriodAgg::First => "first",
+            PeriodAgg::Average => "average",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub enum MetricKind {
     Measure {
@@ -232,6 +254,7 @@ pub struct Metric {
     pub format: Format,
     pub fill_null: Option<f64>,
     pub kind: MetricKind,
+    pub period_agg: PeriodAgg,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -83,7 +83,7 @@ pub enum AggKind {
     /// Grouped by the period each row falls in.
     Period,
     /// Per period of a spine, over a rolling range of rows.
-    Rolling(Accumulation),
+    Rolling(Accumulation, crate::model::PeriodAgg),
 }
 
 /// One aggregate column: an aggregate expression over scan columns, with
@@ -97,6 +97,8 @@ pub struct AggColumn {
     /// aggregate over the period's first `elapsed_days` days (or, for
     /// rolling aggregates, the range ending there).
     pub like_for_like: bool,
+    /// Value of an empty range (0 for sums and counts, or `fill_null`).
+    pub fill: Option<f64>,
 }
 
 #[derive(Debug, Clone)]
@@ -334,19 +336,32 @@ impl Builder<'_> {
         name
     }
 
-    fn rolling_agg(&mut self, source: &str, grain: Grain, acc: Accumulation) -> String {
+    fn rolling_agg(
+        &mut self,
+        source: &str,
+        grain: Grain,
+        acc: Accumulation,
+        daily: crate::model::PeriodAgg,
+    ) -> String {
         let suffix = match acc {
             Accumulation::Window { days } => format!("w{days}"),
             Accumulation::All => "all".into(),
             Accumulation::ToDate(g) => format!("{}td", g.as_str()),
             Accumulation::None => "none".into(),
         };
-        let name = format!("win_{source}_{}_{suffix}", grain.as_str());
+        let name = match daily {
+            crate::model::PeriodAgg::Last => format!("win_{source}_{}_{suffix}", grain.as_str()),
+            other => format!(
+                "win_{source}_{}_{suffix}_{}",
+                grain.as_str(),
+                other.as_str()
+            ),
+        };
         self.aggs.entry(name.clone()).or_insert_with(|| AggNode {
             name: name.clone(),
             scan: scan_name(source),
             grain,
-            kind: AggKind::Rolling(acc),
+            kind: AggKind::Rolling(acc, daily),
             columns: Vec::new(),
         });
         name
@@ -398,9 +413,10 @@ impl Builder<'_> {
         self.period_agg(&source.value, kpi.grain);
         let agg = match accumulation {
             Accumulation::None => self.period_agg(&source.value, kpi.grain),
-            acc => self.rolling_agg(&source.value, kpi.grain, *acc),
+            acc => self.rolling_agg(&source.value, kpi.grain, *acc, m.period_agg),
         };
         let column = format!("{name}__{ctx}");
+        let fill = m.fill_null.or(only_sum_count(&measure.expr).then_some(0.0));
         self.add_column(
             &agg,
             AggColumn {
@@ -408,6 +424,7 @@ impl Builder<'_> {
                 measure: measure_expr,
                 filter,
                 like_for_like: true,
+                fill,
             },
         );
         Some((agg, column))
@@ -544,6 +561,7 @@ impl Builder<'_> {
                     measure: crate::sql::build::func(func, vec![arg.clone()]),
                     filter: filter.clone(),
                     like_for_like: true,
+                    fill: Some(0.0),
                 },
             );
             parts.push(Formula::Leaf {

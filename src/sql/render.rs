@@ -19,7 +19,7 @@ use sqlparser::ast::{BinaryOperator, DataType, Expr, Query, SelectItem};
 
 use super::build::*;
 use super::{CheckQuery, CompiledSql, Dialect, NamedQuery, OutputQuery};
-use crate::model::{Accumulation, Direction, Grain};
+use crate::model::{Accumulation, Direction, Grain, PeriodAgg};
 use crate::plan::{
     AggKind, AggNode, AsOfPlan, Formula, KpiNode, Plan, ScanNode, ScanRelation, TargetPlan,
 };
@@ -378,7 +378,7 @@ impl Renderer<'_> {
     fn aggregate(&self, a: &AggNode) -> Vec<NamedQuery> {
         match a.kind {
             AggKind::Period => vec![self.period_aggregate(a)],
-            AggKind::Rolling(acc) => vec![self.rolling_aggregate(a, acc)],
+            AggKind::Rolling(acc, daily) => vec![self.rolling_aggregate(a, acc, daily)],
         }
     }
 
@@ -416,7 +416,12 @@ impl Renderer<'_> {
         }
     }
 
-    fn rolling_aggregate(&self, a: &AggNode, acc: Accumulation) -> NamedQuery {
+    /// A rolling measure (`window`, `to_date`) per period. For
+    /// `period_agg: last` (or `first`) each period's value is the range
+    /// ending at the period's end (or after its first day); for `average`
+    /// the value of every day is computed over a daily spine and averaged
+    /// per period.
+    fn rolling_aggregate(&self, a: &AggNode, acc: Accumulation, daily: PeriodAgg) -> NamedQuery {
         let d = self.dialect;
         let source_agg = rel(&format!(
             "agg_{}_{}",
@@ -430,21 +435,20 @@ impl Renderer<'_> {
             ))],
             vec![from(table(object(&source_agg), None), vec![])],
         )));
-        let last = d.period_start(a.grain, self.as_of());
-        let spine = d.date_spine(a.grain, first, last, "__kpic_ps");
+        let step_grain = if daily == PeriodAgg::Average {
+            Grain::Day
+        } else {
+            a.grain
+        };
+        let last = d.period_start(step_grain, self.as_of());
+        let spine = d.date_spine(step_grain, first, last, "__kpic_ps");
         let ps = qcol("sp", "__kpic_ps");
-        let period_end = d.add_periods(a.grain, col("__kpic_ps"), 1);
-        let ends = select_query(select(
-            vec![
-                item(col("__kpic_ps"), "__kpic_ps"),
-                item(
-                    func(
-                        "least",
-                        vec![period_end.clone(), d.add_days(self.as_of(), int(1))],
-                    ),
-                    "__kpic_end",
-                ),
-                item(
+        let as_of_next = d.add_days(self.as_of(), int(1));
+        let (end, lfl_end) = match daily {
+            PeriodAgg::Last => {
+                let period_end = d.add_periods(a.grain, col("__kpic_ps"), 1);
+                (
+                    func("least", vec![period_end.clone(), as_of_next]),
                     func(
                         "least",
                         vec![
@@ -452,8 +456,22 @@ impl Renderer<'_> {
                             period_end,
                         ],
                     ),
-                    "__kpic_lfl_end",
-                ),
+                )
+            }
+            // The first day's value, or a day's own value for averages.
+            PeriodAgg::First | PeriodAgg::Average => {
+                let next_day = func(
+                    "least",
+                    vec![d.add_days(col("__kpic_ps"), int(1)), as_of_next],
+                );
+                (next_day.clone(), next_day)
+            }
+        };
+        let ends = select_query(select(
+            vec![
+                item(col("__kpic_ps"), "__kpic_ps"),
+                item(end, "__kpic_end"),
+                item(lfl_end, "__kpic_lfl_end"),
             ],
             vec![from(derived(spine, "s"), vec![])],
         ));
@@ -471,40 +489,63 @@ impl Renderer<'_> {
                 None => upper,
             }
         };
+        let averaged = daily == PeriodAgg::Average;
         let mut projection = vec![item(ps.clone(), "period_start")];
         for c in &a.columns {
             for (suffix, end) in [
                 ("", qcol("sp", "__kpic_end")),
                 ("__lfl", qcol("sp", "__kpic_lfl_end")),
             ] {
-                if suffix == "__lfl" && !c.like_for_like {
+                // Averages take their like-for-like variant from the days.
+                if suffix == "__lfl" && (!c.like_for_like || averaged) {
                     continue;
                 }
                 let cond = match &c.filter {
                     Some(f) => and(f.clone(), range(end)),
                     None => range(end),
                 };
-                projection.push(item(
-                    cast(with_filter(&c.measure, Some(&cond)), d.double_type()),
-                    &format!("{}{suffix}", c.name),
-                ));
+                let mut value = cast(with_filter(&c.measure, Some(&cond)), d.double_type());
+                if averaged && let Some(fill) = c.fill {
+                    // A day whose range is empty counts as `fill`, not as absent.
+                    value = func("coalesce", vec![value, num(fill)]);
+                }
+                projection.push(item(value, &format!("{}{suffix}", c.name)));
             }
         }
         let mut on = lt(col(DAY), qcol("sp", "__kpic_end"));
         if let Some(lo) = lower(qcol("sp", "__kpic_lfl_end")) {
             on = and(gt_eq(col(DAY), lo), on);
         }
-        let mut sel = select(
-            projection,
-            vec![from(
-                derived(ends, "sp"),
-                vec![inner_join(table(object(&rel(&a.scan)), Some("s")), on)],
-            )],
-        );
+        let scan = table(object(&rel(&a.scan)), Some("s"));
+        // Averages need every day, also those whose range has no rows.
+        let join = if averaged {
+            left_join(scan, on)
+        } else {
+            inner_join(scan, on)
+        };
+        let mut sel = select(projection, vec![from(derived(ends, "sp"), vec![join])]);
         sel.group_by = sqlparser::ast::GroupByExpr::Expressions(vec![ps], vec![]);
+        let mut query = select_query(sel);
+        if averaged {
+            let day = col("period_start");
+            let period = d.period_start(a.grain, day.clone());
+            let so_far = lt(d.day_diff(period.clone(), day), self.elapsed(a.grain));
+            let mut projection = vec![item(period.clone(), "period_start")];
+            for c in &a.columns {
+                projection.push(item(func("avg", vec![col(&c.name)]), &c.name));
+                if c.like_for_like {
+                    let mut f = function("avg", vec![col(&c.name)]);
+                    f.filter = Some(Box::new(so_far.clone()));
+                    projection.push(item(Expr::Function(f), &format!("{}__lfl", c.name)));
+                }
+            }
+            let mut outer = select(projection, vec![from(derived(query, "days"), vec![])]);
+            outer.group_by = sqlparser::ast::GroupByExpr::Expressions(vec![period], vec![]);
+            query = select_query(outer);
+        }
         NamedQuery {
             name: rel(&a.name),
-            query: select_query(sel),
+            query,
             deps: self.deps(vec![rel(&a.scan), source_agg]),
             shared: true,
         }

@@ -2338,3 +2338,50 @@ fn offset_finer_than_the_grain_is_an_error() {
         "{stderr}"
     );
 }
+
+/// §3.2 `period_agg`: which daily value of a rolling metric stands for the
+/// period: the last day's (default), the first day's, or the mean over the
+/// period's days (so far). Values computed by hand in the comments.
+#[test]
+fn period_agg_first_last_average() {
+    let p = Project::new(&[
+        (
+            "data.csv",
+            "day,x\n2024-01-01,1\n2024-01-02,1\n2024-01-05,1\n2024-02-01,1\n2024-02-03,1\n",
+        ),
+        (
+            "models/m.yml",
+            "sources:\n  - name: s\n    path: data.csv\n    time: day\n\
+             metrics:\n\
+             \x20 - {name: w_last, source: s, measure: count(*), window: 2 days}\n\
+             \x20 - {name: w_first, source: s, measure: count(*), window: 2 days, period_agg: first}\n\
+             \x20 - {name: w_avg, source: s, measure: count(*), window: 2 days, period_agg: average}\n\
+             \x20 - {name: ytd_avg, source: s, measure: sum(x), to_date: year, period_agg: average}\n\
+             kpis:\n\
+             \x20 - {name: a, metric: w_last, grain: month, target: 1}\n\
+             \x20 - {name: b, metric: w_first, grain: month, target: 1}\n\
+             \x20 - {name: c, metric: w_avg, grain: month, target: 1}\n\
+             \x20 - {name: e, metric: ytd_avg, grain: month, target: 1}\n",
+        ),
+    ]);
+    let res = p.run("2024-02-03").results();
+    // last: [Jan 30, Feb 1) is empty; February so far ends at as_of + 1:
+    // [Feb 2, Feb 4) holds Feb 3. Previous like for like: [Jan 2, Jan 4).
+    res.get("a", "2024-01").check("actual", Some(0.0));
+    res.get("a", "2024-02")
+        .check("actual", Some(1.0))
+        .check("previous", Some(1.0));
+    // first: [Dec 31, Jan 2) holds Jan 1; [Jan 31, Feb 2) holds Feb 1.
+    res.get("b", "2024-01").check("actual", Some(1.0));
+    res.get("b", "2024-02").check("actual", Some(1.0));
+    // average of the daily 2-day counts: January 1,2,1,0,1,1 then 25 zeros;
+    // February so far 1,1,1; previous = January's first 3 days (1,2,1).
+    res.get("c", "2024-01").check("actual", Some(6.0 / 31.0));
+    res.get("c", "2024-02")
+        .check("actual", Some(1.0))
+        .check("previous", Some(4.0 / 3.0));
+    // average of the daily year-to-date sums: January 1,2,2,2 then 27 × 3;
+    // February so far 4,4,5.
+    res.get("e", "2024-01").check("actual", Some(88.0 / 31.0));
+    res.get("e", "2024-02").check("actual", Some(13.0 / 3.0));
+}
