@@ -197,7 +197,11 @@ pub fn main() -> ExitCode {
 /// Plans the KPIs and binds their aggregates in DuckDB (see
 /// [`crate::exec::type_check`]): type errors with a position, before any
 /// data is read.
-fn bind_in_engine(model: &SemanticModel, select: &[String]) -> Diagnostics {
+fn bind_in_engine(
+    model: &SemanticModel,
+    select: &[String],
+    database: Option<&Path>,
+) -> Diagnostics {
     let options = PlanOptions {
         as_of: Some(AsOf::Latest),
         select: select.to_vec(),
@@ -206,7 +210,8 @@ fn bind_in_engine(model: &SemanticModel, select: &[String]) -> Diagnostics {
     match crate::plan::plan_kpis(model, &options) {
         Ok(plan) => {
             let compiled = crate::sql::plan_to_sql(&plan, model, &crate::sql::dialect::DuckDb);
-            crate::exec::type_check(&model.project, &plan, &compiled)
+            let database = crate::exec::project_database(&model.project, database);
+            crate::exec::type_check(&model.project, &plan, &compiled, database.as_deref())
         }
         Err(d) => d,
     }
@@ -257,10 +262,11 @@ fn check(ctx: &Ctx, format: CheckFormat, explain_code: Option<String>) -> Outcom
     if let Err(o) = require_project_dir(ctx) {
         return o;
     }
-    let mut catalog = crate::exec::DuckDbCatalog::new(&ctx.root);
+    let mut catalog = crate::exec::DuckDbCatalog::new(&ctx.root, None);
     let (model, mut diags) = crate::analyze_project(&ctx.root, &mut catalog);
+    drop(catalog);
     if !diags.has_errors() {
-        diags.extend(bind_in_engine(&model, &[]));
+        diags.extend(bind_in_engine(&model, &[], None));
     }
     match format {
         CheckFormat::Json => println!("{}", render::json(&diags.clone().sorted(), &model.sources)),
@@ -316,7 +322,7 @@ fn compile(
         Ok(a) => a,
         Err(o) => return o,
     };
-    let model = match analyze(ctx, &mut crate::exec::DuckDbCatalog::new(&ctx.root)) {
+    let model = match analyze(ctx, &mut crate::exec::DuckDbCatalog::new(&ctx.root, None)) {
         Ok(m) => m,
         Err(o) => return o,
     };
@@ -410,8 +416,17 @@ fn run(ctx: &Ctx, args: RunArgs) -> Outcome {
         Ok(a) => a,
         Err(o) => return o,
     };
-    let mut catalog = crate::exec::DuckDbCatalog::new(&ctx.root);
-    let model = match analyze(ctx, &mut catalog) {
+    // `--db` is relative to the current directory.
+    let db_path = match &args.db {
+        Some(p) if p.as_os_str() == ":memory:" => None,
+        Some(p) => Some(std::path::absolute(p).unwrap_or_else(|_| p.clone())),
+        None => None,
+    };
+    let mut catalog = crate::exec::DuckDbCatalog::new(&ctx.root, db_path.as_deref());
+    let analyzed = analyze(ctx, &mut catalog);
+    // The catalog may hold the database open read-only: close it first.
+    drop(catalog);
+    let model = match analyzed {
         Ok(m) => m,
         Err(o) => return o,
     };
@@ -427,19 +442,16 @@ fn run(ctx: &Ctx, args: RunArgs) -> Outcome {
             return failure_kind(&d);
         }
     };
-    let bind = bind_in_engine(&model, &args.select);
+    let bind = bind_in_engine(&model, &args.select, db_path.as_deref());
     if bind.has_errors() {
         ctx.report(&bind, &model.sources);
         return Outcome::ProjectErrors;
     }
     let compiled = crate::sql::plan_to_sql(&plan, &model, &crate::sql::dialect::DuckDb);
-    let database = match &args.db {
-        Some(p) if p.as_os_str() == ":memory:" => ":memory:".to_string(),
-        Some(p) => std::path::absolute(p)
-            .unwrap_or_else(|_| p.clone())
-            .to_string_lossy()
-            .into_owned(),
-        None => model.project.config.database.clone(),
+    let database = match (&args.db, &db_path) {
+        (Some(_), None) => ":memory:".to_string(),
+        (_, Some(p)) => p.to_string_lossy().into_owned(),
+        (None, None) => model.project.config.database.clone(),
     };
     let timeout = match args.timeout.map(|t| (t, Duration::try_from_secs_f64(t))) {
         Some((t, Ok(d))) if t > 0.0 => Some(d),

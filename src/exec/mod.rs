@@ -297,28 +297,57 @@ fn read_results(conn: &Connection) -> duckdb::Result<Vec<KpiRow>> {
     rows.collect()
 }
 
-/// Reads the schemas of local file sources (and of `sql:` sources over
-/// them) through an in-memory DuckDB.
+/// A connection for reading schemas and binding queries without writing:
+/// the database file read-only when it exists (so `table:` sources in it
+/// can be described), an in-memory database otherwise.
+fn inspection_connection(root: &Path, database: Option<&Path>) -> Option<Connection> {
+    let file = database
+        .filter(|p| p.is_file())
+        .and_then(|p| open_read_only(p).ok());
+    let conn = file.or_else(|| Connection::open_in_memory().ok())?;
+    configure(&conn, root, Some("1GB")).ok()?;
+    Some(conn)
+}
+
+/// The database file a project uses, `None` for `:memory:`.
+pub fn project_database(project: &Project, override_path: Option<&Path>) -> Option<PathBuf> {
+    match override_path {
+        Some(p) => Some(p.to_path_buf()),
+        None => database_path(&project.root, &project.config.database),
+    }
+}
+
+/// Reads the schemas of sources through DuckDB: local files, `sql:`
+/// sources, and tables of the project's DuckDB database when it exists.
 pub struct DuckDbCatalog {
-    conn: Option<Connection>,
+    root: PathBuf,
+    database: Option<PathBuf>,
+    /// Opened at the first lookup (the project's database is known then).
+    conn: Option<Option<Connection>>,
 }
 
 impl DuckDbCatalog {
-    pub fn new(root: &Path) -> DuckDbCatalog {
-        let conn = Connection::open_in_memory()
-            .ok()
-            .filter(|c| configure(c, root, Some("1GB")).is_ok());
-        DuckDbCatalog { conn }
+    /// `database` overrides the project's database file (`run --db`).
+    pub fn new(root: &Path, database: Option<&Path>) -> DuckDbCatalog {
+        DuckDbCatalog {
+            root: root.to_path_buf(),
+            database: database.map(Path::to_path_buf),
+            conn: None,
+        }
     }
 }
 
 impl Catalog for DuckDbCatalog {
     fn describe(
         &mut self,
-        _project: &Project,
+        project: &Project,
         source: &Source,
     ) -> Result<Option<Vec<Column>>, Diagnostic> {
-        let Some(conn) = &self.conn else {
+        if self.conn.is_none() {
+            let database = project_database(project, self.database.as_deref());
+            self.conn = Some(inspection_connection(&self.root, database.as_deref()));
+        }
+        let Some(Some(conn)) = &self.conn else {
             return Ok(None);
         };
         let (relation, span) = match &source.relation {
@@ -330,7 +359,7 @@ impl Catalog for DuckDbCatalog {
             // A `sql:` or table source may name warehouse tables kpic cannot
             // see here; describe it when possible, trust it otherwise.
             Relation::Sql(q) => (format!("({}) AS t", q.value), q.span),
-            _ => return Ok(None),
+            Relation::Table(t) | Relation::DbtRef(t) => (format!("{} AS t", t.value), t.span),
         };
         let sql = format!("DESCRIBE SELECT * FROM {relation}");
         let result: duckdb::Result<Vec<Column>> = conn.prepare(&sql).and_then(|mut st| {
@@ -389,14 +418,12 @@ pub fn type_check(
     project: &Project,
     plan: &crate::plan::Plan,
     compiled: &CompiledSql,
+    database: Option<&Path>,
 ) -> Diagnostics {
     let mut diags = Diagnostics::new();
-    let Ok(conn) = Connection::open_in_memory() else {
+    let Some(conn) = inspection_connection(&project.root, database) else {
         return diags;
     };
-    if configure(&conn, &project.root, Some("1GB")).is_err() {
-        return diags;
-    }
     let mut broken_scans = Vec::new();
     for n in compiled
         .named
@@ -413,6 +440,14 @@ pub fn type_check(
         if let Err(e) = conn.execute_batch(&sql) {
             broken_scans.push(n.name.clone());
             let source = n.name.trim_start_matches("kpic_scan_");
+            // A warehouse table may not exist here yet: only local files
+            // are known to be wrong.
+            let local = project
+                .source(source)
+                .is_some_and(|s| matches!(s.relation, Relation::Path { .. }));
+            if !local {
+                continue;
+            }
             let mut d = Diagnostic::new(
                 Code::QueryFailed,
                 format!(

@@ -2385,3 +2385,44 @@ fn period_agg_first_last_average() {
     res.get("e", "2024-01").check("actual", Some(88.0 / 31.0));
     res.get("e", "2024-02").check("actual", Some(13.0 / 3.0));
 }
+
+/// A `table:` source read from the DuckDB database kpic writes into (a
+/// DuckDB file is a warehouse too): columns are checked against the table.
+#[test]
+fn table_source_in_the_duckdb_file() {
+    let p = Project::new(&[(
+        "models/m.yml",
+        "sources:\n  - name: orders\n    table: main.orders\n    time: day\n\
+         metrics:\n  - name: revenue\n    source: orders\n    measure: sum(amount)\n    filter: status = 'a'\n\
+         kpis:\n  - {name: k, metric: revenue, grain: month, target: 5}\n",
+    )]);
+    std::fs::create_dir_all(p.path().join("target")).unwrap();
+    {
+        let conn = duckdb::Connection::open(p.db_path()).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE orders AS SELECT * FROM (VALUES \
+             (DATE '2024-01-05', 10.0, 'a'), (DATE '2024-01-20', 7.0, 'b'), \
+             (DATE '2024-02-05', 20.0, 'a')) t(day, amount, status)",
+        )
+        .unwrap();
+    }
+    let res = p.run("2024-02-29").results();
+    res.get("k", "2024-01").check("actual", Some(10.0));
+    res.get("k", "2024-02")
+        .check("actual", Some(20.0))
+        .check("previous", Some(10.0));
+    // A misspelt column is caught by `check` against the table's schema.
+    p.write(
+        "models/m.yml",
+        &p.read("models/m.yml")
+            .replace("status = 'a'", "statuss = 'a'"),
+    );
+    let db = p.db_path().to_string_lossy().into_owned();
+    let out = p.kpic(&["run", "--db", &db]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("KPI211") && stderr.contains("did you mean `status`?"),
+        "{stderr}"
+    );
+}
