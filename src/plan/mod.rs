@@ -396,7 +396,7 @@ impl Builder<'_> {
             return None;
         };
         let src = project.source(&source.value)?;
-        let measure_expr = self.resolve(src, measure)?;
+        let measure_expr = safe_divisions(self.resolve(src, measure)?);
         let mut conditions = Vec::new();
         if let Some(f) = filter {
             conditions.push(self.resolve(src, f)?);
@@ -416,7 +416,9 @@ impl Builder<'_> {
             acc => self.rolling_agg(&source.value, kpi.grain, *acc, m.period_agg),
         };
         let column = format!("{name}__{ctx}");
-        let fill = m.fill_null.or(only_sum_count(&measure.expr).then_some(0.0));
+        let fill = m
+            .fill_null
+            .or(crate::semantic::aggregates::zero_when_empty(&measure.expr).then_some(0.0));
         self.add_column(
             &agg,
             AggColumn {
@@ -439,7 +441,7 @@ impl Builder<'_> {
                 let (agg, column) = self.leaf(name, kpi, ctx, true)?;
                 let (_, unfiltered) = self.leaf(name, kpi, ctx, false)?;
                 let info = self.model.metrics.get(name)?;
-                let counts_only = only_sum_count(&measure.expr);
+                let counts_only = crate::semantic::aggregates::zero_when_empty(&measure.expr);
                 let fill = m.fill_null.or(if counts_only { Some(0.0) } else { None });
                 Some(Formula::Leaf {
                     agg,
@@ -704,23 +706,21 @@ impl Builder<'_> {
     }
 }
 
-/// Whether a measure's aggregates are all sums and counts (so an empty
-/// period is 0, not NULL).
-fn only_sum_count(e: &Expr) -> bool {
-    let mut ok = true;
-    let _ = sqlparser::ast::visit_expressions(e, |x| {
-        if let Expr::Function(f) = x {
-            let n = crate::semantic::aggregates::function_name(f);
-            if crate::semantic::aggregates::is_aggregate_name(&n)
-                && !matches!(n.as_str(), "sum" | "count" | "approx_count_distinct")
-            {
-                ok = false;
-                return ControlFlow::Break(());
-            }
+/// `a / b` → `a / NULLIF(b, 0)`: division is NULL when the divisor is 0,
+/// on every engine (SPEC §7).
+fn safe_divisions(mut e: Expr) -> Expr {
+    let _ = sqlparser::ast::visit_expressions_mut(&mut e, |x| {
+        if let Expr::BinaryOp {
+            left,
+            op: BinaryOperator::Divide,
+            right,
+        } = x
+        {
+            *x = crate::sql::build::safe_div((**left).clone(), (**right).clone());
         }
-        ControlFlow::Continue(())
+        ControlFlow::<()>::Continue(())
     });
-    ok
+    e
 }
 
 fn nested(e: Expr) -> Expr {

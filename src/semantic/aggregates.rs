@@ -212,6 +212,28 @@ pub fn is_additive(expr: &Expr) -> bool {
     }
 }
 
+/// Whether a measure is 0 over no rows: sums and counts (distinct or
+/// approximate too) combined with `+` and `−`. Such measures give 0 for
+/// an empty period (SPEC §7); anything else (a ratio of sums, an average)
+/// gives NULL.
+pub fn zero_when_empty(expr: &Expr) -> bool {
+    match expr {
+        Expr::Nested(e) => zero_when_empty(e),
+        Expr::BinaryOp {
+            left,
+            op: BinaryOperator::Plus | BinaryOperator::Minus,
+            right,
+        } => zero_when_empty(left) && zero_when_empty(right),
+        Expr::Function(f) => {
+            matches!(
+                function_name(f).as_str(),
+                "sum" | "count" | "approx_count_distinct"
+            ) && f.over.is_none()
+        }
+        _ => false,
+    }
+}
+
 /// The argument of a measure that is exactly `avg(x)` (or `mean(x)`).
 pub fn avg_argument(expr: &Expr) -> Option<Expr> {
     match expr {

@@ -98,10 +98,10 @@ pub fn offset_fits_grain(grain: crate::model::Grain, unit: crate::model::Grain, 
         (Week, Week | Year) => true,
         (Month, Month | Quarter | Year) => true,
         (Quarter, Quarter | Year) => true,
-        (Quarter, Month) => n % 3 == 0,
+        (Quarter, Month) => n.is_multiple_of(3),
         (Year, Year) => true,
-        (Year, Quarter) => n % 4 == 0,
-        (Year, Month) => n % 12 == 0,
+        (Year, Quarter) => n.is_multiple_of(4),
+        (Year, Month) => n.is_multiple_of(12),
         _ => false,
     }
 }

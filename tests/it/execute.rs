@@ -2426,3 +2426,22 @@ fn table_source_in_the_duckdb_file() {
         "{stderr}"
     );
 }
+
+/// §7 "Division is NULL when the divisor is 0" holds inside measures too.
+#[test]
+fn division_inside_a_measure_is_null_on_zero() {
+    let p = Project::new(&[
+        ("data.csv", "day,a,b\n2024-01-05,6,3\n2024-02-05,5,0\n"),
+        (
+            "models/m.yml",
+            "sources:\n  - name: s\n    path: data.csv\n    time: day\n\
+             metrics:\n  - name: r\n    source: s\n    measure: sum(a) / sum(b)\n\
+             kpis:\n  - {name: k, metric: r, grain: month, target: 1}\n",
+        ),
+    ]);
+    let res = p.run("2024-02-29").results();
+    res.get("k", "2024-01").check("actual", Some(2.0));
+    res.get("k", "2024-02")
+        .check("actual", None)
+        .check_status("no_data");
+}
