@@ -405,11 +405,7 @@ impl Builder<'_> {
         if filtered && let Some(f) = &kpi.filter {
             conditions.push(self.resolve(src, f)?);
         }
-        let filter = conditions.into_iter().reduce(|a, b| Expr::BinaryOp {
-            left: Box::new(nested(a)),
-            op: BinaryOperator::And,
-            right: Box::new(nested(b)),
-        });
+        let filter = crate::sql::build::and_all(conditions);
         self.period_agg(&source.value, kpi.grain);
         let agg = match accumulation {
             Accumulation::None => self.period_agg(&source.value, kpi.grain),
@@ -547,11 +543,7 @@ impl Builder<'_> {
         if let Some(f) = &k.filter {
             conditions.push(self.resolve(src, f)?);
         }
-        let filter = conditions.into_iter().reduce(|a, b| Expr::BinaryOp {
-            left: Box::new(nested(a)),
-            op: BinaryOperator::And,
-            right: Box::new(nested(b)),
-        });
+        let filter = crate::sql::build::and_all(conditions);
         let agg = self.period_agg(&source.value, k.grain);
         let mut parts = Vec::new();
         for (suffix, func) in [("num", "sum"), ("den", "count")] {
@@ -723,14 +715,6 @@ fn safe_divisions(mut e: Expr) -> Expr {
     e
 }
 
-fn nested(e: Expr) -> Expr {
-    match e {
-        Expr::Identifier(_) | Expr::CompoundIdentifier(_) | Expr::Nested(_) | Expr::Function(_) => {
-            e
-        }
-        other => Expr::Nested(Box::new(other)),
-    }
-}
 
 /// Rewrites scan-column identifiers of a resolved expression into qualified
 /// references to the scan's relations (`amount` → `orders.amount`).
