@@ -18,7 +18,7 @@
 //! Both renderers accept any span: empty ones, ones past the end of the
 //! text, ones splitting a UTF-8 character, ones spanning several lines, even
 //! ones naming a file the map does not hold. Spans are clamped (see
-//! [`locate`]) the same way for both, so the line and column in the JSON are
+//! `locate`) the same way for both, so the line and column in the JSON are
 //! the ones shown in the `-->` line. Nothing here panics.
 
 mod human;
