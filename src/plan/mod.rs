@@ -715,7 +715,6 @@ fn safe_divisions(mut e: Expr) -> Expr {
     e
 }
 
-
 /// Rewrites scan-column identifiers of a resolved expression into qualified
 /// references to the scan's relations (`amount` → `orders.amount`).
 fn qualify(mut e: Expr, base: &str, columns: &BTreeSet<ColumnRef>) -> Expr {

@@ -490,6 +490,30 @@ impl Renderer<'_> {
             }
         };
         let averaged = daily == PeriodAgg::Average;
+        // Sums and counts roll up from daily totals: one GROUP BY day over
+        // the scan, then the ranges add days instead of joining every row
+        // to every period whose range holds it.
+        let by_day = a
+            .columns
+            .iter()
+            .all(|c| crate::semantic::aggregates::is_additive(&c.measure));
+        let rows = if by_day {
+            let mut daily = select(
+                std::iter::once(item(col(DAY), DAY))
+                    .chain(a.columns.iter().map(|c| {
+                        item(
+                            cast(with_filter(&c.measure, c.filter.as_ref()), d.double_type()),
+                            &c.name,
+                        )
+                    }))
+                    .collect(),
+                vec![from(table(object(&rel(&a.scan)), None), vec![])],
+            );
+            daily.group_by = sqlparser::ast::GroupByExpr::Expressions(vec![col(DAY)], vec![]);
+            derived(select_query(daily), "s")
+        } else {
+            table(object(&rel(&a.scan)), Some("s"))
+        };
         let mut projection = vec![item(ps.clone(), "period_start")];
         for c in &a.columns {
             for (suffix, end) in [
@@ -500,11 +524,17 @@ impl Renderer<'_> {
                 if suffix == "__lfl" && (!c.like_for_like || averaged) {
                     continue;
                 }
-                let cond = match &c.filter {
-                    Some(f) => and(f.clone(), range(end)),
-                    None => range(end),
+                let mut value = if by_day {
+                    let mut total = function("sum", vec![qcol("s", &c.name)]);
+                    total.filter = Some(Box::new(range(end)));
+                    Expr::Function(total)
+                } else {
+                    let cond = match &c.filter {
+                        Some(f) => and(f.clone(), range(end)),
+                        None => range(end),
+                    };
+                    cast(with_filter(&c.measure, Some(&cond)), d.double_type())
                 };
-                let mut value = cast(with_filter(&c.measure, Some(&cond)), d.double_type());
                 if averaged && let Some(fill) = c.fill {
                     // A day whose range is empty counts as `fill`, not as absent.
                     value = func("coalesce", vec![value, num(fill)]);
@@ -516,12 +546,11 @@ impl Renderer<'_> {
         if let Some(lo) = lower(qcol("sp", "__kpic_lfl_end")) {
             on = and(gt_eq(col(DAY), lo), on);
         }
-        let scan = table(object(&rel(&a.scan)), Some("s"));
         // Averages need every day, also those whose range has no rows.
         let join = if averaged {
-            left_join(scan, on)
+            left_join(rows, on)
         } else {
-            inner_join(scan, on)
+            inner_join(rows, on)
         };
         let mut sel = select(projection, vec![from(derived(ends, "sp"), vec![join])]);
         sel.group_by = sqlparser::ast::GroupByExpr::Expressions(vec![ps], vec![]);
