@@ -103,7 +103,11 @@ pub enum Outcome {
 struct Ctx {
     root: PathBuf,
     quiet: bool,
+    /// Colour diagnostics (stderr).
     color: bool,
+    /// Colour tables (stdout), decided for stdout on its own: piping the
+    /// KPI table into a file must not capture escape codes.
+    color_stdout: bool,
 }
 
 impl Ctx {
@@ -155,14 +159,13 @@ pub fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    let color = match cli.color {
+    let color_for = |terminal: bool| match cli.color {
         ColorChoice::Always => true,
         ColorChoice::Never => false,
-        ColorChoice::Auto => {
-            std::env::var_os("NO_COLOR").is_none()
-                && std::io::IsTerminal::is_terminal(&std::io::stderr())
-        }
+        ColorChoice::Auto => std::env::var_os("NO_COLOR").is_none() && terminal,
     };
+    let color = color_for(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    let color_stdout = color_for(std::io::IsTerminal::is_terminal(&std::io::stdout()));
     let root = if cli.project.as_os_str().is_empty() {
         PathBuf::from(".")
     } else {
@@ -172,6 +175,7 @@ pub fn main() -> ExitCode {
         root,
         quiet: cli.quiet,
         color,
+        color_stdout,
     };
     let outcome = match cli.command {
         Command::Init { dir } => init::init(&ctx, dir.as_deref()),
@@ -494,6 +498,6 @@ fn run(ctx: &Ctx, args: RunArgs) -> Outcome {
         eprintln!("error: cannot write `{}`: {e}", dir.display());
         return Outcome::Failure;
     }
-    output::print_results(&model, &rows, args.format, ctx.color);
+    output::print_results(&model, &rows, args.format, ctx.color_stdout);
     Outcome::Ok
 }
