@@ -302,13 +302,12 @@ fn list(ctx: &Ctx, format: CheckFormat) -> Outcome {
     Outcome::Ok
 }
 
-fn parse_as_of_arg(ctx: &Ctx, as_of: Option<&str>) -> Result<Option<AsOf>, Outcome> {
+fn parse_as_of_arg(as_of: Option<&str>) -> Result<Option<AsOf>, Outcome> {
     match as_of {
         None => Ok(None),
         Some(s) => match parse_as_of(s) {
             Some(a) => Ok(Some(a)),
             None => {
-                let _ = ctx;
                 eprintln!("error: --as-of `{s}` is not a date (YYYY-MM-DD), `latest` or `today`");
                 Err(Outcome::Failure)
             }
@@ -322,7 +321,7 @@ fn compile(
     out: Option<PathBuf>,
     as_of: Option<String>,
 ) -> Outcome {
-    let as_of = match parse_as_of_arg(ctx, as_of.as_deref()) {
+    let as_of = match parse_as_of_arg(as_of.as_deref()) {
         Ok(a) => a,
         Err(o) => return o,
     };
@@ -416,7 +415,7 @@ struct RunArgs {
 }
 
 fn run(ctx: &Ctx, args: RunArgs) -> Outcome {
-    let as_of = match parse_as_of_arg(ctx, args.as_of.as_deref()) {
+    let as_of = match parse_as_of_arg(args.as_of.as_deref()) {
         Ok(a) => a,
         Err(o) => return o,
     };

@@ -143,20 +143,13 @@ impl Cx<'_> {
     }
 
     fn expr_with(&mut self, field: &Text, prepare: impl Fn(String) -> String) -> Option<SqlExpr> {
-        let rendered = match self.templater.render(field) {
-            Ok(r) => prepare(r),
-            Err(d) => {
-                self.error(d);
-                return None;
-            }
-        };
-        match sql_field::parse_expr(&rendered, field.span, self.sources) {
-            Ok(e) => Some(e),
-            Err(d) => {
-                self.error(d);
-                None
-            }
-        }
+        let rendered = prepare(self.reported(self.templater.render(field))?);
+        self.reported(sql_field::parse_expr(&rendered, field.span, self.sources))
+    }
+
+    /// The value, or `None` with its diagnostic recorded.
+    fn reported<T>(&mut self, result: Result<T, Diagnostic>) -> Option<T> {
+        result.map_err(|d| self.error(d)).ok()
     }
 
     fn one_of<T: Copy>(&mut self, field: &Text, what: &str, options: &[(&str, T)]) -> Option<T> {
@@ -279,35 +272,19 @@ impl Cx<'_> {
             self.error(d);
             return None;
         }
-        let object_name =
-            |cx: &mut Self, t: &Text| -> Option<Spanned<sqlparser::ast::ObjectName>> {
-                let rendered = match cx.templater.render(t) {
-                    Ok(r) => r,
-                    Err(d) => {
-                        cx.error(d);
-                        return None;
-                    }
-                };
-                match sql_field::parse_object_name(&rendered, t.span, cx.sources) {
-                    Ok(n) => Some(Spanned::new(n, t.span)),
-                    Err(d) => {
-                        cx.error(d);
-                        None
-                    }
-                }
-            };
+        let object_name = |cx: &mut Self,
+                           t: &Text|
+         -> Option<Spanned<sqlparser::ast::ObjectName>> {
+            let rendered = cx.reported(cx.templater.render(t))?;
+            let name = cx.reported(sql_field::parse_object_name(&rendered, t.span, cx.sources))?;
+            Some(Spanned::new(name, t.span))
+        };
         if let Some(path) = &raw.path {
             let table = match &raw.table {
                 Some(t) => Some(object_name(self, t)?),
                 None => None,
             };
-            let rendered = match self.templater.render(path) {
-                Ok(r) => r,
-                Err(d) => {
-                    self.error(d);
-                    return None;
-                }
-            };
+            let rendered = self.reported(self.templater.render(path))?;
             return Some(Relation::Path {
                 path: Spanned::new(rendered, path.span),
                 table,
@@ -320,20 +297,9 @@ impl Cx<'_> {
             return object_name(self, r).map(Relation::DbtRef);
         }
         let sql = raw.sql.as_ref()?;
-        let rendered = match self.templater.render(sql) {
-            Ok(r) => r,
-            Err(d) => {
-                self.error(d);
-                return None;
-            }
-        };
-        match sql_field::parse_query(&rendered, sql.span, self.sources) {
-            Ok(q) => Some(Relation::Sql(Spanned::new(q, sql.span))),
-            Err(d) => {
-                self.error(d);
-                None
-            }
-        }
+        let rendered = self.reported(self.templater.render(sql))?;
+        let query = self.reported(sql_field::parse_query(&rendered, sql.span, self.sources))?;
+        Some(Relation::Sql(Spanned::new(query, sql.span)))
     }
 
     fn dimension(&mut self, raw: &RawDimension) -> Option<Dimension> {

@@ -4,9 +4,9 @@
 
 use sqlparser::ast::helpers::attached_token::AttachedToken;
 use sqlparser::ast::{
-    BinaryOperator, CaseWhen, CastKind, Cte, DataType, DuplicateTreatment, Expr, Function,
-    FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments, GroupByExpr, Ident,
-    Join, JoinConstraint, JoinOperator, ObjectName, OrderByExpr, OrderByOptions, Query, Select,
+    BinaryOperator, CaseWhen, CastKind, Cte, DataType, Expr, Function, FunctionArg,
+    FunctionArgExpr, FunctionArgumentList, FunctionArguments, GroupByExpr, Ident, Join,
+    JoinConstraint, JoinOperator, ObjectName, OrderByExpr, OrderByOptions, Query, Select,
     SelectFlavor, SelectItem, SetExpr, SetOperator, SetQuantifier, TableAlias, TableFactor,
     TableWithJoins, UnaryOperator, Value, With,
 };
@@ -90,14 +90,6 @@ pub fn count_star() -> Expr {
         }),
         ..function("count", vec![])
     })
-}
-
-pub fn count_distinct(e: Expr) -> Expr {
-    let mut f = function("count", vec![e]);
-    if let FunctionArguments::List(l) = &mut f.args {
-        l.duplicate_treatment = Some(DuplicateTreatment::Distinct);
-    }
-    Expr::Function(f)
 }
 
 pub fn binop(left: Expr, op: BinaryOperator, right: Expr) -> Expr {
@@ -194,10 +186,6 @@ pub fn string(s: &str) -> Expr {
 
 pub fn null() -> Expr {
     Expr::value(Value::Null)
-}
-
-pub fn boolean(b: bool) -> Expr {
-    Expr::value(Value::Boolean(b))
 }
 
 pub fn cast(e: Expr, data_type: DataType) -> Expr {
