@@ -308,53 +308,19 @@ fn check_sources(
             match &j.on {
                 crate::model::JoinOn::Column(col) => {
                     for (src, what) in [(s, "the source"), (target, "the joined source")] {
-                        if let Some(cols) = schemas.get(&src.name.value)
-                            && !cols.iter().any(|c| c.name.eq_ignore_ascii_case(&col.value))
-                        {
-                            let hint =
-                                did_you_mean(&col.value, cols.iter().map(|c| c.name.as_str()));
-                            diags.push(
-                                Diagnostic::new(
-                                    Code::UnknownColumn,
-                                    format!(
-                                        "{what} `{}` has no column `{}` to join on",
-                                        src.name.value, col.value
-                                    ),
-                                )
-                                .at(
-                                    col.span,
-                                    hint.map_or("unknown column".into(), |h| {
-                                        format!("did you mean `{h}`?")
-                                    }),
-                                ),
-                            );
-                        }
+                        diags.0.extend(missing_join_column(
+                            schemas, src, what, &col.value, col.span,
+                        ));
                     }
                 }
                 crate::model::JoinOn::Expr(e) => {
                     let pairs = expr::join_pairs(e, &s.name.value, name);
                     for (base_col, joined_col) in pairs.iter().flatten() {
                         for (src, col) in [(s, base_col), (target, joined_col)] {
-                            if let Some(cols) = schemas.get(&src.name.value)
-                                && !cols.iter().any(|c| c.name.eq_ignore_ascii_case(col))
-                            {
-                                let hint = did_you_mean(col, cols.iter().map(|c| c.name.as_str()));
-                                diags.push(
-                                    Diagnostic::new(
-                                        Code::UnknownColumn,
-                                        format!(
-                                            "source `{}` has no column `{col}` to join on",
-                                            src.name.value
-                                        ),
-                                    )
-                                    .at(
-                                        resolve::locate(sources, e.span, col),
-                                        hint.map_or("unknown column".into(), |h| {
-                                            format!("did you mean `{h}`?")
-                                        }),
-                                    ),
-                                );
-                            }
+                            let span = resolve::locate(sources, e.span, col);
+                            diags
+                                .0
+                                .extend(missing_join_column(schemas, src, "source", col, span));
                         }
                     }
                     if pairs.is_none() {
@@ -397,6 +363,34 @@ fn check_sources(
             }
         }
     }
+}
+
+/// KPI211 when `src`'s known schema lacks the join column `col`.
+fn missing_join_column(
+    schemas: &Schemas,
+    src: &Source,
+    what: &str,
+    col: &str,
+    span: Span,
+) -> Option<Diagnostic> {
+    let cols = schemas.get(&src.name.value)?;
+    if cols.iter().any(|c| c.name.eq_ignore_ascii_case(col)) {
+        return None;
+    }
+    let hint = did_you_mean(col, cols.iter().map(|c| c.name.as_str()));
+    Some(
+        Diagnostic::new(
+            Code::UnknownColumn,
+            format!(
+                "{what} `{}` has no column `{col}` to join on",
+                src.name.value
+            ),
+        )
+        .at(
+            span,
+            hint.map_or("unknown column".into(), |h| format!("did you mean `{h}`?")),
+        ),
+    )
 }
 
 fn hygiene(project: &Project, metrics: &HashMap<String, MetricInfo>, diags: &mut Diagnostics) {
