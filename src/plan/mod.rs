@@ -25,6 +25,12 @@ use crate::model::{
 };
 use crate::semantic::{ColumnRef, Ratio, Scope, SemanticModel};
 
+mod breakdowns;
+mod drivers;
+
+pub use breakdowns::{MEMBER_SUFFIX, presence_column};
+pub use drivers::MAX_IDENTITY_METRICS;
+
 /// What a plan is for.
 #[derive(Debug, Clone)]
 pub struct PlanOptions {
@@ -108,6 +114,20 @@ pub struct AggNode {
     pub grain: Grain,
     pub kind: AggKind,
     pub columns: Vec<AggColumn>,
+    /// Breakdown dimensions: when not empty, the node is grouped by period
+    /// and by each dimension's members in turn (one grouping set per
+    /// dimension), for `kpi_breakdowns`.
+    pub by: Vec<MemberDim>,
+}
+
+/// A breakdown dimension of a member aggregate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemberDim {
+    /// The dimension as KPIs write it in `breakdowns` (`plan`,
+    /// `customers.plan`): also its key in member rows.
+    pub key: String,
+    /// Its expression over scan columns.
+    pub expr: Expr,
 }
 
 /// How one metric's value is obtained inside a KPI.
@@ -161,6 +181,62 @@ pub struct KpiNode {
     pub ratio: Option<(Formula, Formula)>,
     /// Distinct `offset(…, N unit)` shifts the formulas use: (unit, N).
     pub offsets: Vec<(Grain, u32)>,
+    /// The KPI's breakdowns, when it has any.
+    pub breakdown: Option<BreakdownPlan>,
+    /// Each effective driver, in order.
+    pub drivers: Vec<DriverPlan>,
+    /// The identity drivers are attributed over.
+    pub identity: Option<Identity>,
+}
+
+/// How kpi_breakdowns splits a KPI's change among members (SPEC §7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BreakdownShape {
+    /// Sums and counts combined with + and −: members' changes add up.
+    Additive,
+    /// `a / b` over additive metrics, or `avg(x)`: mix and rate effects.
+    Ratio,
+    /// Anything else: values and change only.
+    Other,
+}
+
+/// The KPI's metric computed per member of each breakdown dimension: the
+/// same formulas as the KPI's, over member aggregates.
+#[derive(Debug, Clone)]
+pub struct BreakdownPlan {
+    /// Dimensions as written in `breakdowns`.
+    pub dims: Vec<String>,
+    pub shape: BreakdownShape,
+    /// The KPI metric and its inputs, inputs first; leaves read member
+    /// aggregates.
+    pub formulas: Vec<(String, Formula)>,
+    /// Numerator and denominator of a ratio KPI, per member.
+    pub ratio: Option<(Formula, Formula)>,
+    /// Rows (after the KPI's filter) per member of each source of the KPI's
+    /// metric: a member is listed in a period when it has rows there or in
+    /// the baseline.
+    pub presence: Vec<Formula>,
+    /// Member aggregates whose members make up each dimension's list.
+    pub member_aggs: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DriverPlan {
+    pub metric: String,
+    /// Whether the identity uses it (otherwise it is shown, not attributed).
+    pub attributed: bool,
+}
+
+/// An identity over metrics that equals the KPI's metric.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// Arithmetic over metric names.
+    pub expr: Expr,
+    /// The metrics it uses, in order of first use.
+    pub metrics: Vec<String>,
+    /// For a product/quotient of metrics (times constants), each metric's
+    /// exponent: the change splits by logs. `None`: Shapley split.
+    pub exponents: Option<Vec<f64>>,
 }
 
 #[derive(Debug, Clone)]
@@ -331,6 +407,7 @@ impl Builder<'_> {
             grain,
             kind: AggKind::Period,
             columns: Vec::new(),
+            by: Vec::new(),
         });
         self.scans.entry(source.to_string()).or_default();
         name
@@ -363,6 +440,7 @@ impl Builder<'_> {
             grain,
             kind: AggKind::Rolling(acc, daily),
             columns: Vec::new(),
+            by: Vec::new(),
         });
         name
     }
@@ -504,7 +582,12 @@ impl Builder<'_> {
                 }
             }
         }
+        let breakdown = self.breakdown(k, &ctx, &formulas, ratio.as_ref());
+        let (drivers, identity) = drivers::plan_drivers(&info);
         Some(KpiNode {
+            breakdown,
+            drivers,
+            identity,
             offsets,
             name: k.name.value.clone(),
             label: k.label.clone(),

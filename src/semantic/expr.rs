@@ -633,9 +633,26 @@ fn analyze_kpi(
     if !ok {
         return None;
     }
+    // The identity drivers are attributed over: the declared
+    // decomposition, else the KPI metric's own expression.
+    let identity = match (&k.decomposition, project.metric(&k.metric.value)) {
+        (Some(dec), _) => Some(dec.expr.clone()),
+        (
+            None,
+            Some(crate::model::Metric {
+                kind: MetricKind::Derived { expr },
+                ..
+            }),
+        ) => Some(expr.expr.clone()),
+        _ => None,
+    };
+    let identity_metrics = match &k.decomposition {
+        Some(dec) => metric_refs(dec).unwrap_or_default(),
+        None => Vec::new(),
+    };
     let mut needed = Vec::new();
     dependency_order(&k.metric.value, metrics, &mut needed);
-    for d in &drivers {
+    for d in drivers.iter().chain(&identity_metrics) {
         if metrics.contains_key(d) {
             dependency_order(d, metrics, &mut needed);
         }
@@ -771,6 +788,7 @@ fn analyze_kpi(
     }
     ok.then_some(KpiInfo {
         drivers,
+        identity,
         metrics: needed,
         sources: kpi_sources,
     })

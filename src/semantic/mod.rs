@@ -71,6 +71,10 @@ pub struct KpiInfo {
     /// Declared drivers, or the metrics of `decomposition`, or of the KPI
     /// metric's own expression.
     pub drivers: Vec<String>,
+    /// The identity over metrics that equals the KPI's metric, which
+    /// driver changes are attributed over: `decomposition`, or the KPI
+    /// metric's own expression when it is derived.
+    pub identity: Option<Expr>,
     /// Every metric whose values the KPI needs (its metric, drivers, their
     /// inputs), in dependency order.
     pub metrics: Vec<String>,

@@ -142,6 +142,9 @@ pub fn lt(a: Expr, b: Expr) -> Expr {
 pub fn lt_eq(a: Expr, b: Expr) -> Expr {
     binop(paren(a), BinaryOperator::LtEq, paren(b))
 }
+pub fn gt(a: Expr, b: Expr) -> Expr {
+    binop(a, BinaryOperator::Gt, b)
+}
 pub fn gt_eq(a: Expr, b: Expr) -> Expr {
     binop(paren(a), BinaryOperator::GtEq, paren(b))
 }
@@ -414,13 +417,13 @@ pub fn with(q: Query, ctes: Vec<(String, Query)>) -> Query {
     }
 }
 
-/// `LAG(e) OVER (ORDER BY order)`
-pub fn lag(e: Expr, order: Expr) -> Expr {
+/// `LAG(e) OVER (PARTITION BY partition ORDER BY order)`
+pub fn lag(e: Expr, partition: Vec<Expr>, order: Expr) -> Expr {
     let mut f = function("lag", vec![e]);
     f.over = Some(sqlparser::ast::WindowType::WindowSpec(
         sqlparser::ast::WindowSpec {
             window_name: None,
-            partition_by: vec![],
+            partition_by: partition,
             order_by: vec![OrderByExpr {
                 expr: order,
                 options: OrderByOptions {

@@ -67,7 +67,13 @@ pub struct Probe {
 }
 
 /// Names of the output tables, in build order.
-pub const OUTPUT_TABLES: &[&str] = &["kpi_results", "kpi_metrics", "kpi_definitions"];
+pub const OUTPUT_TABLES: &[&str] = &[
+    "kpi_results",
+    "kpi_metrics",
+    "kpi_breakdowns",
+    "kpi_drivers",
+    "kpi_definitions",
+];
 
 impl CompiledSql {
     fn named(&self, name: &str) -> Option<&NamedQuery> {

@@ -55,6 +55,7 @@ fn example_compiled_sql_snapshots() {
     assert_compiled_sql_parses(&dir);
     insta::assert_snapshot!("example_kpi_results_sql", read(&dir, "kpi_results.sql"));
     insta::assert_snapshot!("example_build_sql", read(&dir, "build.sql"));
+    insta::assert_snapshot!("example_kpi_drivers_sql", read(&dir, "kpi_drivers.sql"));
 }
 
 /// Compiling twice gives byte-identical SQL (no hash-map order leaks).
@@ -65,6 +66,8 @@ fn example_compile_is_deterministic() {
     for f in [
         "kpi_results.sql",
         "kpi_metrics.sql",
+        "kpi_breakdowns.sql",
+        "kpi_drivers.sql",
         "kpi_definitions.sql",
         "build.sql",
     ] {

@@ -1730,7 +1730,6 @@ fn output_tables_have_the_spec_columns_and_types() {
 }
 
 #[test]
-#[ignore = "kpi_breakdowns and kpi_drivers are built by the diagnostics issue (#3)"]
 fn diagnostic_tables_have_the_spec_columns_and_types() {
     check_output_tables(&["kpi_breakdowns", "kpi_drivers"]);
 }
@@ -1907,7 +1906,6 @@ fn check_output_tables(wanted: &[&str]) {
 /// the KPI's change; NULL member as SQL NULL; `dimension` as written in
 /// `breakdowns` (here the qualified `customers.plan`).
 #[test]
-#[ignore = "kpi_breakdowns and kpi_drivers are built by the diagnostics issue (#3)"]
 fn additive_breakdowns_sum_to_the_kpi_change() {
     let p = Project::from_fixture("orders_customers");
     let db = p.run("2024-03-31");
@@ -2046,7 +2044,6 @@ fn ratio_ab(month: &str, member: Option<Option<&str>>) -> (f64, f64) {
 /// effects, the zero-denominator rule, contributions summing exactly to the
 /// KPI change; other metrics (count distinct): actual/previous/change only.
 #[test]
-#[ignore = "kpi_breakdowns and kpi_drivers are built by the diagnostics issue (#3)"]
 fn ratio_breakdowns_mix_and_rate_effects() {
     let p = ratio_project();
     let db = p.run("2024-03-31");
@@ -2160,7 +2157,6 @@ fn ratio_breakdowns_mix_and_rate_effects() {
 /// identity; contributions sum to the KPI change; NULL contributions in the
 /// first period.
 #[test]
-#[ignore = "kpi_breakdowns and kpi_drivers are built by the diagnostics issue (#3)"]
 fn driver_attribution_log_shapley_and_none() {
     let p = ratio_project();
     let db = p.run("2024-03-31");

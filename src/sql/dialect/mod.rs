@@ -179,4 +179,20 @@ pub trait Dialect {
     fn double_type(&self) -> DataType {
         double()
     }
+
+    /// Equality that holds for two NULLs (joining NULL breakdown members):
+    /// `a IS NOT DISTINCT FROM b`.
+    fn null_safe_eq(&self, a: Expr, b: Expr) -> Expr {
+        Expr::IsNotDistinctFrom(Box::new(a), Box::new(b))
+    }
+
+    /// A breakdown member as text: `CAST(e AS VARCHAR)`.
+    fn member_text(&self, e: Expr) -> Expr {
+        cast(e, varchar())
+    }
+
+    /// Natural logarithm (driver attribution): `ln(e)`.
+    fn ln(&self, e: Expr) -> Expr {
+        func("ln", vec![e])
+    }
 }

@@ -18,14 +18,30 @@ use sha2::{Digest, Sha256};
 use sqlparser::ast::{BinaryOperator, DataType, Expr, Query, SelectItem};
 
 use super::build::*;
+
+mod diagnose;
 use super::{CheckQuery, CompiledSql, Dialect, NamedQuery, OutputQuery};
 use crate::model::{Accumulation, Direction, Grain, PeriodAgg};
 use crate::plan::{
-    AggKind, AggNode, AsOfPlan, Formula, KpiNode, Plan, ScanNode, ScanRelation, TargetPlan,
+    AggKind, AggNode, AsOfPlan, BreakdownPlan, Formula, KpiNode, MEMBER_SUFFIX, Plan, ScanNode,
+    ScanRelation, TargetPlan,
 };
 use crate::semantic::SemanticModel;
+use diagnose::{grouping_sets, member_items, member_list, member_of_row};
 
 const DAY: &str = "__kpic_day";
+/// Columns of member rows: the breakdown dimension (as the KPI writes it)
+/// and the member (text, NULL for a NULL member).
+const MEMBER_DIM: &str = "__kpic_dim";
+const MEMBER: &str = "__kpic_member";
+/// Leaf names of a ratio KPI's numerator and denominator, and of member
+/// row counts, in KPI steps.
+const RATIO_NUM: &str = "kpic_num";
+const RATIO_DEN: &str = "kpic_den";
+const PRESENCE: &str = "kpic_rows";
+/// Columns of a KPI's values step with its baseline's ratio parts.
+const PREVIOUS_NUMERATOR: &str = "__kpic_prev_num";
+const PREVIOUS_DENOMINATOR: &str = "__kpic_prev_den";
 const PARAMS: &str = "kpic_params";
 /// Placeholder prefix for `offset()` calls while a formula is expanded.
 const OFFSET_MARK: &str = "__kpic_offset_";
@@ -66,10 +82,23 @@ pub fn plan_to_sql(plan: &Plan, model: &SemanticModel, dialect: &dyn Dialect) ->
         named.extend(r.aggregate(a));
     }
     let mut hashes = Vec::new();
+    let (mut breakdowns, mut breakdown_deps) = (Vec::new(), Vec::new());
+    let (mut drivers, mut driver_deps) = (Vec::new(), Vec::new());
     let mut results = Vec::new();
     let mut metrics = Vec::new();
     for k in &plan.kpis {
-        let steps = r.kpi_steps(k);
+        let mut steps = r.kpi_steps(k, None);
+        if let Some(b) = &k.breakdown {
+            steps.extend(r.kpi_steps(k, Some(b)));
+            steps.extend(r.breakdown_steps(k, b));
+            breakdowns.push(r.breakdown_rows(k, b));
+            breakdown_deps.push(format!("kpic_kb_{}_eff", k.name));
+        }
+        steps.extend(r.driver_steps(k));
+        drivers.extend(r.driver_rows(k));
+        if !k.drivers.is_empty() {
+            driver_deps.push(step(&k.name, "drv"));
+        }
         let mut hasher = Sha256::new();
         if let Some(def) = model.project.kpi(&k.name) {
             // The texts shown in kpi_definitions; spans are left out so that
@@ -109,6 +138,16 @@ pub fn plan_to_sql(plan: &Plan, model: &SemanticModel, dialect: &dyn Dialect) ->
             table: "kpi_metrics".into(),
             query: union(metrics, true).unwrap_or_else(|| empty(METRIC_COLUMNS)),
             deps: base_deps,
+        },
+        OutputQuery {
+            table: "kpi_breakdowns".into(),
+            query: union(breakdowns, false).unwrap_or_else(|| empty(BREAKDOWN_COLUMNS)),
+            deps: breakdown_deps,
+        },
+        OutputQuery {
+            table: "kpi_drivers".into(),
+            query: union(drivers, false).unwrap_or_else(|| empty(DRIVER_COLUMNS)),
+            deps: driver_deps,
         },
         OutputQuery {
             table: "kpi_definitions".into(),
@@ -204,6 +243,34 @@ const METRIC_COLUMNS: &[(&str, Ty)] = &[
     ("period_start", Ty::Date),
     ("period_end", Ty::Date),
     ("value", Ty::Double),
+];
+
+const BREAKDOWN_COLUMNS: &[(&str, Ty)] = &[
+    ("kpi", Ty::Text),
+    ("period", Ty::Text),
+    ("period_start", Ty::Date),
+    ("dimension", Ty::Text),
+    ("member", Ty::Text),
+    ("actual", Ty::Double),
+    ("previous", Ty::Double),
+    ("change", Ty::Double),
+    ("contribution", Ty::Double),
+    ("share_of_change", Ty::Double),
+    ("mix_effect", Ty::Double),
+    ("rate_effect", Ty::Double),
+];
+
+const DRIVER_COLUMNS: &[(&str, Ty)] = &[
+    ("kpi", Ty::Text),
+    ("period", Ty::Text),
+    ("period_start", Ty::Date),
+    ("driver", Ty::Text),
+    ("actual", Ty::Double),
+    ("previous", Ty::Double),
+    ("change_pct", Ty::Double),
+    ("contribution", Ty::Double),
+    ("share_of_change", Ty::Double),
+    ("method", Ty::Text),
 ];
 
 const DEFINITION_COLUMNS: &[(&str, Ty)] = &[
@@ -384,9 +451,17 @@ impl Renderer<'_> {
 
     fn period_aggregate(&self, a: &AggNode) -> NamedQuery {
         let d = self.dialect;
-        let period = d.period_start(a.grain, col(DAY));
+        let members = !a.by.is_empty();
+        let period = if members {
+            col("period_start")
+        } else {
+            d.period_start(a.grain, col(DAY))
+        };
         let lfl = lt(d.day_diff(period.clone(), col(DAY)), self.elapsed(a.grain));
         let mut projection = vec![item(period.clone(), "period_start")];
+        if members {
+            projection.extend(member_items(&a.by));
+        }
         for c in &a.columns {
             projection.push(item(
                 cast(with_filter(&c.measure, c.filter.as_ref()), d.double_type()),
@@ -403,11 +478,17 @@ impl Renderer<'_> {
                 ));
             }
         }
-        let mut sel = select(
-            projection,
-            vec![from(table(object(&rel(&a.scan)), None), vec![])],
-        );
-        sel.group_by = sqlparser::ast::GroupByExpr::Expressions(vec![period], vec![]);
+        let rows = if members {
+            self.rows_with_members(a, Some(d.period_start(a.grain, col(DAY))), "g")
+        } else {
+            table(object(&rel(&a.scan)), None)
+        };
+        let mut sel = select(projection, vec![from(rows, vec![])]);
+        sel.group_by = if members {
+            grouping_sets(period, a.by.len())
+        } else {
+            sqlparser::ast::GroupByExpr::Expressions(vec![period], vec![])
+        };
         NamedQuery {
             name: rel(&a.name),
             query: select_query(sel),
@@ -423,11 +504,13 @@ impl Renderer<'_> {
     /// per period.
     fn rolling_aggregate(&self, a: &AggNode, acc: Accumulation, daily: PeriodAgg) -> NamedQuery {
         let d = self.dialect;
-        let source_agg = rel(&format!(
+        let period_agg = format!(
             "agg_{}_{}",
             a.scan.trim_start_matches("scan_"),
             a.grain.as_str()
-        ));
+        );
+        let source_agg = rel(&period_agg);
+        let member_agg = format!("{period_agg}{MEMBER_SUFFIX}");
         let first = subquery(select_query(select(
             vec![SelectItem::UnnamedExpr(func(
                 "min",
@@ -467,13 +550,26 @@ impl Renderer<'_> {
                 (next_day.clone(), next_day)
             }
         };
+        let members = !a.by.is_empty();
+        let mut ends_items = vec![
+            item(col("__kpic_ps"), "__kpic_ps"),
+            item(end, "__kpic_end"),
+            item(lfl_end, "__kpic_lfl_end"),
+        ];
+        let mut ends_joins = vec![];
+        if members {
+            // Every member on every day of the spine: a member's range may
+            // hold rows on days the member has none itself.
+            ends_items.push(item(qcol("m", MEMBER_DIM), MEMBER_DIM));
+            ends_items.push(item(qcol("m", MEMBER), MEMBER));
+            ends_joins.push(inner_join(
+                derived(member_list(std::slice::from_ref(&member_agg)), "m"),
+                eq(int(1), int(1)),
+            ));
+        }
         let ends = select_query(select(
-            vec![
-                item(col("__kpic_ps"), "__kpic_ps"),
-                item(end, "__kpic_end"),
-                item(lfl_end, "__kpic_lfl_end"),
-            ],
-            vec![from(derived(spine, "s"), vec![])],
+            ends_items,
+            vec![from(derived(spine, "s"), ends_joins)],
         ));
         let lower = |end: Expr| -> Option<Expr> {
             match acc {
@@ -497,24 +593,41 @@ impl Renderer<'_> {
             .columns
             .iter()
             .all(|c| crate::semantic::aggregates::is_additive(&c.measure));
+        let scan_rows = |alias: &str| {
+            if members {
+                self.rows_with_members(a, None, alias)
+            } else {
+                table(object(&rel(&a.scan)), Some(alias))
+            }
+        };
         let rows = if by_day {
-            let mut daily = select(
-                std::iter::once(item(col(DAY), DAY))
-                    .chain(a.columns.iter().map(|c| {
-                        item(
-                            cast(with_filter(&c.measure, c.filter.as_ref()), d.double_type()),
-                            &c.name,
-                        )
-                    }))
-                    .collect(),
-                vec![from(table(object(&rel(&a.scan)), None), vec![])],
-            );
-            daily.group_by = sqlparser::ast::GroupByExpr::Expressions(vec![col(DAY)], vec![]);
+            let mut items = vec![item(col(DAY), DAY)];
+            if members {
+                items.extend(member_items(&a.by));
+            }
+            items.extend(a.columns.iter().map(|c| {
+                item(
+                    cast(with_filter(&c.measure, c.filter.as_ref()), d.double_type()),
+                    &c.name,
+                )
+            }));
+            let mut daily = select(items, vec![from(scan_rows("r"), vec![])]);
+            daily.group_by = if members {
+                grouping_sets(col(DAY), a.by.len())
+            } else {
+                sqlparser::ast::GroupByExpr::Expressions(vec![col(DAY)], vec![])
+            };
             derived(select_query(daily), "s")
         } else {
-            table(object(&rel(&a.scan)), Some("s"))
+            scan_rows("s")
         };
         let mut projection = vec![item(ps.clone(), "period_start")];
+        let mut group_keys = vec![ps.clone()];
+        if members {
+            projection.push(item(qcol("sp", MEMBER_DIM), MEMBER_DIM));
+            projection.push(item(qcol("sp", MEMBER), MEMBER));
+            group_keys.extend([qcol("sp", MEMBER_DIM), qcol("sp", MEMBER)]);
+        }
         for c in &a.columns {
             for (suffix, end) in [
                 ("", qcol("sp", "__kpic_end")),
@@ -546,6 +659,21 @@ impl Renderer<'_> {
         if let Some(lo) = lower(qcol("sp", "__kpic_lfl_end")) {
             on = and(gt_eq(col(DAY), lo), on);
         }
+        if members {
+            let same = if by_day {
+                and(
+                    eq(qcol("s", MEMBER_DIM), qcol("sp", MEMBER_DIM)),
+                    d.null_safe_eq(qcol("s", MEMBER), qcol("sp", MEMBER)),
+                )
+            } else {
+                // Raw rows carry every dimension: pick the one of the member.
+                d.null_safe_eq(
+                    member_of_row(&a.by, qcol("sp", MEMBER_DIM), "s"),
+                    qcol("sp", MEMBER),
+                )
+            };
+            on = and(on, same);
+        }
         // Averages need every day, also those whose range has no rows.
         let join = if averaged {
             left_join(rows, on)
@@ -553,13 +681,19 @@ impl Renderer<'_> {
             inner_join(rows, on)
         };
         let mut sel = select(projection, vec![from(derived(ends, "sp"), vec![join])]);
-        sel.group_by = sqlparser::ast::GroupByExpr::Expressions(vec![ps], vec![]);
+        sel.group_by = sqlparser::ast::GroupByExpr::Expressions(group_keys, vec![]);
         let mut query = select_query(sel);
         if averaged {
             let day = col("period_start");
             let period = d.period_start(a.grain, day.clone());
             let so_far = lt(d.day_diff(period.clone(), day), self.elapsed(a.grain));
             let mut projection = vec![item(period.clone(), "period_start")];
+            let mut keys = vec![period];
+            if members {
+                projection.push(item(col(MEMBER_DIM), MEMBER_DIM));
+                projection.push(item(col(MEMBER), MEMBER));
+                keys.extend([col(MEMBER_DIM), col(MEMBER)]);
+            }
             for c in &a.columns {
                 projection.push(item(func("avg", vec![col(&c.name)]), &c.name));
                 if c.like_for_like {
@@ -569,13 +703,17 @@ impl Renderer<'_> {
                 }
             }
             let mut outer = select(projection, vec![from(derived(query, "days"), vec![])]);
-            outer.group_by = sqlparser::ast::GroupByExpr::Expressions(vec![period], vec![]);
+            outer.group_by = sqlparser::ast::GroupByExpr::Expressions(keys, vec![]);
             query = select_query(outer);
         }
         NamedQuery {
             name: rel(&a.name),
             query,
-            deps: self.deps(vec![rel(&a.scan), source_agg]),
+            deps: self.deps(if members {
+                vec![rel(&a.scan), source_agg, rel(&member_agg)]
+            } else {
+                vec![rel(&a.scan), source_agg]
+            }),
             shared: true,
         }
     }
@@ -660,11 +798,38 @@ impl Renderer<'_> {
         }
     }
 
-    fn kpi_steps(&self, k: &KpiNode) -> Vec<NamedQuery> {
+    /// The steps of one KPI: spine, base, offsets, comparisons and (for the
+    /// KPI itself) values. With `members`, the same steps per member of
+    /// each breakdown dimension (`kpic_kb_<kpi>_*`): the spine is crossed
+    /// with the members, aggregates are the member twins, and every join
+    /// and window also matches the member.
+    fn kpi_steps(&self, k: &KpiNode, members: Option<&BreakdownPlan>) -> Vec<NamedQuery> {
         let d = self.dialect;
+        let step = |part: &str| match members {
+            Some(_) => format!("kpic_kb_{}_{part}", k.name),
+            None => step(&k.name, part),
+        };
+        let range_aggs: &[String] = match members {
+            Some(m) => &m.member_aggs,
+            None => &k.range_aggs,
+        };
+        // Rows of member steps are (period, dimension, member); joins of
+        // two such relations match all three.
+        let same_member = |a: &str, b: &str| -> Option<Expr> {
+            members.map(|_| {
+                and(
+                    eq(qcol(a, MEMBER_DIM), qcol(b, MEMBER_DIM)),
+                    d.null_safe_eq(qcol(a, MEMBER), qcol(b, MEMBER)),
+                )
+            })
+        };
+        let with_member = |on: Expr, a: &str, b: &str| match same_member(a, b) {
+            Some(m) => and(on, m),
+            None => on,
+        };
         // Spine: every period from the first with data to the one of as_of.
         let starts = union(
-            k.range_aggs
+            range_aggs
                 .iter()
                 .map(|a| {
                     select_query(select(
@@ -685,22 +850,33 @@ impl Renderer<'_> {
             ))),
             None => cast(null(), DataType::Date),
         };
-        let spine = d.date_spine(
+        let mut spine = d.date_spine(
             k.grain,
             first,
             d.period_start(k.grain, self.as_of()),
             "period_start",
         );
-        let spine_name = step(&k.name, "spine");
+        if let Some(m) = members {
+            spine = self.member_spine(spine, m);
+        }
+        let spine_name = step("spine");
 
         // Base: the spine with every leaf column of every aggregate.
         let mut aliases: BTreeMap<&str, String> = BTreeMap::new();
-        let mut leaves: Vec<(&str, &Formula)> =
-            k.formulas.iter().map(|(m, f)| (m.as_str(), f)).collect();
-        let ratio_names = ["kpic_num", "kpic_den"];
-        if let Some((n, den)) = &k.ratio {
-            leaves.push((ratio_names[0], n));
-            leaves.push((ratio_names[1], den));
+        let (formulas, ratio) = match members {
+            Some(m) => (&m.formulas, &m.ratio),
+            None => (&k.formulas, &k.ratio),
+        };
+        let mut leaves: Vec<(String, &Formula)> =
+            formulas.iter().map(|(m, f)| (m.clone(), f)).collect();
+        if let Some((n, den)) = ratio {
+            leaves.push((RATIO_NUM.into(), n));
+            leaves.push((RATIO_DEN.into(), den));
+        }
+        if let Some(m) = members {
+            for (i, p) in m.presence.iter().enumerate() {
+                leaves.push((format!("{PRESENCE}{i}"), p));
+            }
         }
         let mut projection = vec![
             item(qcol("sp", "period_start"), "period_start"),
@@ -731,6 +907,10 @@ impl Renderer<'_> {
             projection.push(item(d.iso_year(qcol("sp", "period_start")), "__kpic_iy"));
             projection.push(item(d.iso_week(qcol("sp", "period_start")), "__kpic_iw"));
         }
+        if members.is_some() {
+            projection.push(item(qcol("sp", MEMBER_DIM), MEMBER_DIM));
+            projection.push(item(qcol("sp", MEMBER), MEMBER));
+        }
         let mut joins = Vec::new();
         let mut deps = vec![spine_name.clone()];
         for (metric, f) in &leaves {
@@ -751,7 +931,11 @@ impl Renderer<'_> {
                     aliases.insert(agg, a.clone());
                     joins.push(left_join(
                         table(object(&rel(agg)), Some(&a)),
-                        eq(qcol(&a, "period_start"), qcol("sp", "period_start")),
+                        with_member(
+                            eq(qcol(&a, "period_start"), qcol("sp", "period_start")),
+                            &a,
+                            "sp",
+                        ),
                     ));
                     deps.push(rel(agg));
                     a
@@ -775,12 +959,13 @@ impl Renderer<'_> {
             projection,
             vec![from(table(object(&spine_name), Some("sp")), joins)],
         );
-        let base_name = step(&k.name, "base");
+        let base_name = step("base");
 
         // Offsets: each `offset(…, N unit)` joins the base to itself, N
         // units earlier; its leaf values become columns `<v>__o<i>__<leaf>`.
-        let real_leaves: Vec<&str> = k
-            .formulas
+        // Every column read from an aggregate: the formulas' leaves, ratio
+        // parts and member row counts all get comparison variants.
+        let real_leaves: Vec<&str> = leaves
             .iter()
             .filter(|(_, f)| matches!(f, Formula::Leaf { .. }))
             .map(|(m, _)| m.as_str())
@@ -805,10 +990,10 @@ impl Renderer<'_> {
                 }
                 joins.push(left_join(
                     table(object(&base_name), Some(&alias)),
-                    self.earlier(k.grain, *unit, *n, "b", &alias),
+                    with_member(self.earlier(k.grain, *unit, *n, "b", &alias), "b", &alias),
                 ));
             }
-            let off_name = step(&k.name, "off");
+            let off_name = step("off");
             steps_before_cmp.push(NamedQuery {
                 name: off_name.clone(),
                 query: select_query(select(
@@ -824,11 +1009,16 @@ impl Renderer<'_> {
         // Comparisons: previous period (LAG over the gap-free spine) and
         // the same period a year earlier (ISO week W of the previous ISO year).
         let mut projection = vec![wildcard_of("b")];
+        let partition: Vec<Expr> = match members {
+            Some(_) => vec![qcol("b", MEMBER_DIM), qcol("b", MEMBER)],
+            None => vec![],
+        };
         for metric in &leaves {
             for (from_v, to) in [("v", "pv"), ("l", "pl")] {
                 projection.push(item(
                     lag(
                         qcol("b", &format!("{from_v}__{metric}")),
+                        partition.clone(),
                         qcol("b", "period_start"),
                     ),
                     &format!("{to}__{metric}"),
@@ -841,7 +1031,7 @@ impl Renderer<'_> {
                 ));
             }
         }
-        let ly_on = self.earlier(k.grain, Grain::Year, 1, "b", "ly");
+        let ly_on = with_member(self.earlier(k.grain, Grain::Year, 1, "b", "ly"), "b", "ly");
         let cmp = select(
             projection,
             vec![from(
@@ -849,7 +1039,31 @@ impl Renderer<'_> {
                 vec![left_join(table(object(&compared), Some("ly")), ly_on)],
             )],
         );
-        let cmp_name = step(&k.name, "cmp");
+        let cmp_name = step("cmp");
+        let mut steps = vec![
+            NamedQuery {
+                name: spine_name.clone(),
+                query: spine,
+                deps: self.deps(range_aggs.iter().map(|a| rel(a)).collect()),
+                shared: false,
+            },
+            NamedQuery {
+                name: base_name.clone(),
+                query: select_query(base),
+                deps: self.deps(deps),
+                shared: false,
+            },
+        ];
+        steps.extend(steps_before_cmp);
+        steps.push(NamedQuery {
+            name: cmp_name.clone(),
+            query: select_query(cmp),
+            deps: vec![compared],
+            shared: false,
+        });
+        if members.is_some() {
+            return steps;
+        }
 
         // Values of the KPI's metric in every variant, and its target.
         let m = k.metric.as_str();
@@ -880,10 +1094,15 @@ impl Renderer<'_> {
                 Some(cast(null(), double())),
             ),
         };
-        let (numerator, denominator) = match &k.ratio {
-            Some(_) => (col("v__kpic_num"), col("v__kpic_den")),
-            None => (cast(null(), double()), cast(null(), double())),
+        let ratio_part = |variant: &str, part: &str| match &k.ratio {
+            Some(_) => col(&format!("{variant}__{part}")),
+            None => cast(null(), double()),
         };
+        let numerator = ratio_part("v", RATIO_NUM);
+        let denominator = ratio_part("v", RATIO_DEN);
+        // The baseline's parts, for the mix/rate split of kpi_breakdowns.
+        let previous_numerator = pick(ratio_part("pv", RATIO_NUM), ratio_part("pl", RATIO_NUM));
+        let previous_denominator = pick(ratio_part("pv", RATIO_DEN), ratio_part("pl", RATIO_DEN));
         let vals = select(
             vec![
                 item(col("period_start"), "period_start"),
@@ -896,38 +1115,17 @@ impl Renderer<'_> {
                 item(target, "target"),
                 item(numerator, "numerator"),
                 item(denominator, "denominator"),
+                item(previous_numerator, PREVIOUS_NUMERATOR),
+                item(previous_denominator, PREVIOUS_DENOMINATOR),
             ],
             vec![from(table(object(&cmp_name), None), vec![])],
         );
-        let mut steps = vec![
-            NamedQuery {
-                name: spine_name,
-                query: spine,
-                deps: self.deps(k.range_aggs.iter().map(|a| rel(a)).collect()),
-                shared: false,
-            },
-            NamedQuery {
-                name: base_name.clone(),
-                query: select_query(base),
-                deps: self.deps(deps),
-                shared: false,
-            },
-        ];
-        steps.extend(steps_before_cmp);
-        steps.extend([
-            NamedQuery {
-                name: cmp_name.clone(),
-                query: select_query(cmp),
-                deps: vec![compared],
-                shared: false,
-            },
-            NamedQuery {
-                name: step(&k.name, "vals"),
-                query: select_query(vals),
-                deps: vec![cmp_name],
-                shared: false,
-            },
-        ]);
+        steps.push(NamedQuery {
+            name: step("vals"),
+            query: select_query(vals),
+            deps: vec![cmp_name],
+            shared: false,
+        });
         steps
     }
 
