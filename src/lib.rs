@@ -3,6 +3,7 @@
 pub mod cli;
 pub mod diagnostics;
 pub mod exec;
+pub mod explain;
 pub mod load;
 pub mod model;
 pub mod plan;

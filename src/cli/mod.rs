@@ -2,6 +2,7 @@
 //! subcommand, printing and exit codes (0 success, 1 the project has
 //! errors, 2 usage or environment failure). The only module that prints.
 
+mod explain;
 mod init;
 mod output;
 
@@ -91,6 +92,8 @@ enum Command {
     },
     /// Compile, execute on DuckDB, materialize the output tables and print the KPI table.
     Run(RunArgs),
+    /// Why did a KPI move: drivers and the segments that explain the change.
+    Explain(explain::ExplainArgs),
 }
 
 /// How a command ended.
@@ -190,6 +193,7 @@ pub fn main() -> ExitCode {
             as_of,
         } => compile(&ctx, dialect, out, as_of),
         Command::Run(args) => run(&ctx, args),
+        Command::Explain(args) => explain::explain(&ctx, args),
     };
     match outcome {
         Outcome::Ok => ExitCode::SUCCESS,

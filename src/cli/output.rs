@@ -19,7 +19,14 @@ pub fn format_number(v: Option<f64>, format: Format) -> String {
     }
     match format {
         Format::Percent => format!("{:.2}%", v * 100.0),
-        Format::Currency => format!("${}", group(v, 0)),
+        Format::Currency => {
+            let digits = group(v.abs(), 0);
+            if v < 0.0 && digits.chars().any(|c| c.is_ascii_digit() && c != '0') {
+                format!("-${digits}")
+            } else {
+                format!("${digits}")
+            }
+        }
         Format::Number => {
             let decimals = if v.fract() == 0.0 || v.abs() >= 1000.0 {
                 0

@@ -13,6 +13,10 @@ use std::time::Duration;
 
 use duckdb::{AccessMode, Config, Connection};
 
+mod session;
+
+pub use session::{Cell, Session};
+
 use crate::diagnostics::{Code, Diagnostic, Diagnostics};
 use crate::model::{Project, Relation, Source};
 use crate::semantic::{Catalog, Column};

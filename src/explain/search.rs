@@ -181,10 +181,10 @@ pub struct Tuning {
 impl Default for Tuning {
     fn default() -> Self {
         Tuning {
-            z_min: 4.0,
-            min_share: 0.03,
-            min_rel: 0.05,
-            fit_min: 0.5,
+            z_min: 6.0,
+            min_share: 0.01,
+            min_rel: 0.1,
+            fit_min: 0.7,
             spec_min: 0.3,
             trend_rounds: 3,
             trace: false,
@@ -197,6 +197,18 @@ impl Default for Tuning {
 
 #[doc(hidden)]
 pub fn localize_tuned(cube: &Cube, options: &SearchOptions, tuning: &Tuning) -> Vec<RootCause> {
+    localize_evidence(cube, options, tuning)
+        .into_iter()
+        .map(|(r, _)| r)
+        .collect()
+}
+
+#[doc(hidden)]
+pub fn localize_evidence(
+    cube: &Cube,
+    options: &SearchOptions,
+    tuning: &Tuning,
+) -> Vec<(RootCause, [f64; 5])> {
     if options.max_causes == 0 || options.max_depth == 0 {
         return Vec::new();
     }
@@ -209,18 +221,30 @@ pub fn localize_tuned(cube: &Cube, options: &SearchOptions, tuning: &Tuning) -> 
     let kpi = kpi_change(cube.shape, &total);
     found
         .iter()
-        .map(|f| lattice.root_cause(f.row, cube.shape, &total, kpi))
+        .map(|f| {
+            (
+                lattice.root_cause(f.row, cube.shape, &total, kpi),
+                f.evidence,
+            )
+        })
         .collect()
 }
 
 /// Unions of more constrained dimensions than this are not enumerated.
 const MAX_ENUMERATED_DIMS: usize = 16;
 
+/// The noise is read at this quantile of the cell-vs-parent deviations: low,
+/// because before they are found, causes inflate the upper part.
+const NOISE_QUANTILE: f64 = 0.25;
+
+/// The same quantile of |N(0, 1)|.
+const NOISE_QUANTILE_OF_NORMAL: f64 = 0.318_6;
+
 /// Cuboids up to this depth propose trend candidates.
 const CANDIDATE_DEPTH: usize = 2;
 
 /// Trend candidates closer than this (in log) are searched once.
-const CANDIDATE_TOLERANCE: f64 = 0.005;
+const CANDIDATE_TOLERANCE: f64 = 0.02;
 
 /// Relative change of the trend estimate that makes the search replay its causes.
 const TREND_TOLERANCE: f64 = 1e-3;
@@ -285,6 +309,7 @@ impl KeyScratch {
 struct Found {
     row: usize,
     explained: f64,
+    evidence: [f64; 5],
 }
 
 /// The cube in a form the search can walk: interned keys, a key → row index,
@@ -332,7 +357,8 @@ impl<'a> Lattice<'a> {
                 continue;
             }
             let mut key = Vec::with_capacity(n_dims);
-            for ((constraint, ids), names) in row.key.iter().zip(&mut member_ids).zip(&mut members) {
+            for ((constraint, ids), names) in row.key.iter().zip(&mut member_ids).zip(&mut members)
+            {
                 key.push(match constraint {
                     None => 0,
                     Some(member) => *ids.entry(member).or_insert_with(|| {
@@ -389,7 +415,10 @@ impl<'a> Lattice<'a> {
                         }
                     })
                     .collect();
-                let unknown = sums.iter().map(|s| !(s.den0 > 0.0) && s.den1 > 0.0).collect();
+                let unknown = sums
+                    .iter()
+                    .map(|s| !(s.den0 > 0.0) && s.den1 > 0.0)
+                    .collect();
                 (sums.iter().map(|s| s.num1).collect(), base, unknown)
             }
         };
@@ -459,10 +488,14 @@ impl<'a> Lattice<'a> {
         quick.sort_by(|x, y| x.0.total_cmp(&y.0));
         let mut best: Option<(f64, Vec<Found>)> = None;
         for &(_, start) in quick.iter().take(tuning.refined_candidates) {
-            let (found, unexplained, trend) = self.search_from(start, max_causes, tuning.trend_rounds, tuning);
+            let (found, unexplained, trend) =
+                self.search_from(start, max_causes, tuning.trend_rounds, tuning);
             let c = cost(&found, unexplained, trend);
             if tuning.trace {
-                eprintln!("refined trend {start:.4} -> {trend:.4}: {} causes, cost {c:.3}", found.len());
+                eprintln!(
+                    "refined trend {start:.4} -> {trend:.4}: {} causes, cost {c:.3}",
+                    found.len()
+                );
             }
             if best.as_ref().is_none_or(|(b, _)| c < *b) {
                 best = Some((c, found));
@@ -475,7 +508,13 @@ impl<'a> Lattice<'a> {
     /// fixed trend, then the trend re-estimated outside the causes found and
     /// the greedy search again, until the trend settles. Returns the causes,
     /// the deviation left unexplained and the final trend.
-    fn search_from(&self, mut trend: f64, max_causes: usize, rounds: usize, tuning: &Tuning) -> (Vec<Found>, f64, f64) {
+    fn search_from(
+        &self,
+        mut trend: f64,
+        max_causes: usize,
+        rounds: usize,
+        tuning: &Tuning,
+    ) -> (Vec<Found>, f64, f64) {
         let mut rows = Vec::new();
         for round in 0..rounds.max(1) {
             rows = self.greedy(trend, max_causes, tuning);
@@ -492,16 +531,31 @@ impl<'a> Lattice<'a> {
         let (accepted, pred) = self.replay(trend, &rows, None);
         let noise = self.noise(&pred);
         let scale = self.deviation_scale(&self.prior(trend));
+        if rounds > 1 {
+            rows = self.prune(trend, rows, &noise, scale, tuning);
+        }
         let (accepted, pred) = if accepted.is_empty() {
             (accepted, pred)
         } else {
             self.replay(trend, &rows, Some((&noise, scale, tuning)))
         };
+        let mut scratch = KeyScratch::new(self.n_dims);
         let found = accepted
             .iter()
-            .map(|a| Found {
-                row: a.row,
-                explained: a.excess,
+            .enumerate()
+            .map(|(i, a)| {
+                let certain = self.certain_residual(a.row, &a.before, &accepted[..i], &mut scratch);
+                Found {
+                    row: a.row,
+                    explained: a.excess,
+                    evidence: [
+                        certain.abs() / noise.sd(self.spread[a.row], a.before[a.row]),
+                        certain / a.before[a.row],
+                        self.ripple_fit(a.row, a.excess, &a.before, &noise),
+                        self.specificity(a.row, certain, &a.before, &mut scratch),
+                        certain.abs() / scale,
+                    ],
+                }
             })
             .collect();
         (found, self.deviation_scale(&pred), trend)
@@ -546,6 +600,46 @@ impl<'a> Lattice<'a> {
         accepted.iter().map(|a| a.row).collect()
     }
 
+    /// Backward elimination: a cause must stay significant given all the
+    /// others, not only the ones accepted before it (a coarse segment taken
+    /// early can be made redundant by finer causes found later). Drops the
+    /// weakest redundant cause and repeats.
+    fn prune(
+        &self,
+        trend: f64,
+        mut rows: Vec<usize>,
+        noise: &Noise,
+        scale: f64,
+        tuning: &Tuning,
+    ) -> Vec<usize> {
+        let mut scratch = KeyScratch::new(self.n_dims);
+        while rows.len() > 1 {
+            let mut weakest: Option<(usize, f64)> = None;
+            for (i, &row) in rows.iter().enumerate() {
+                let mut others = rows.clone();
+                others.remove(i);
+                let (accepted, pred) = self.replay(trend, &others, None);
+                let certain = self.certain_residual(row, &pred, &accepted, &mut scratch);
+                if self.significant(certain, row, pred[row], noise, scale, tuning) {
+                    continue;
+                }
+                let z =
+                    certain.abs() / noise.sd(self.spread[row], pred[row]).max(f64::MIN_POSITIVE);
+                if weakest.is_none_or(|(_, w)| z < w) {
+                    weakest = Some((i, z));
+                }
+            }
+            let Some((i, _)) = weakest else {
+                break;
+            };
+            if tuning.trace {
+                eprintln!("prune {:?}", self.keys[rows[i]]);
+            }
+            rows.remove(i);
+        }
+        rows
+    }
+
     /// The predictions without any cause: the baseline scaled by the trend.
     fn prior(&self, trend: f64) -> Vec<f64> {
         (0..self.rows())
@@ -573,7 +667,21 @@ impl<'a> Lattice<'a> {
         for &row in rows {
             if let Some((noise, scale, tuning)) = verify {
                 let certain = self.certain_residual(row, &pred, &accepted, &mut scratch);
-                if !self.significant(certain, row, pred[row], noise, scale, tuning) {
+                let keep = self.significant(certain, row, pred[row], noise, scale, tuning);
+                if tuning.trace {
+                    eprintln!(
+                        "verify {:?} depth {} certain {:.1} z {:.2} rel {:.3} share {:.4} fit {:.3} spec {:.3} keep {keep}",
+                        self.keys[row],
+                        self.depth[row],
+                        certain,
+                        certain.abs() / noise.sd(self.spread[row], pred[row]),
+                        certain / pred[row],
+                        certain.abs() / scale,
+                        self.ripple_fit(row, self.actual[row] - pred[row], &pred, noise),
+                        self.specificity(row, certain, &pred, &mut scratch),
+                    );
+                }
+                if !keep {
                     continue;
                 }
             }
@@ -701,7 +809,9 @@ impl<'a> Lattice<'a> {
     /// cause in another dimension), so the estimate stays clean before the
     /// causes are found.
     fn noise(&self, pred: &[f64]) -> Noise {
-        let ratio = |r: usize| divide(self.actual[r], pred[r]).filter(|_| pred[r] > 0.0 && !self.rate_unknown[r]);
+        let ratio = |r: usize| {
+            divide(self.actual[r], pred[r]).filter(|_| pred[r] > 0.0 && !self.rate_unknown[r])
+        };
         let mut deviations = Vec::new();
         for (parent, list) in self.children.iter().enumerate() {
             let Some(parent_ratio) = ratio(parent) else {
@@ -719,11 +829,10 @@ impl<'a> Lattice<'a> {
         if deviations.is_empty() {
             return Noise { relative: 0.0 };
         }
-        let mid = deviations.len() / 2;
-        let (_, median, _) = deviations.select_nth_unstable_by(mid, f64::total_cmp);
-        // The median of |N(0, σ²)| is 0.6745 σ.
+        let q = ((deviations.len() as f64 * NOISE_QUANTILE) as usize).min(deviations.len() - 1);
+        let (_, quantile, _) = deviations.select_nth_unstable_by(q, f64::total_cmp);
         Noise {
-            relative: *median / 0.674_5,
+            relative: *quantile / NOISE_QUANTILE_OF_NORMAL,
         }
     }
 
@@ -760,9 +869,7 @@ impl<'a> Lattice<'a> {
             let gain = certain.abs() * fit * specificity;
             let better = match best {
                 None => true,
-                Some((b, g)) => {
-                    gain > g || (gain == g && self.depth[r] < self.depth[b])
-                }
+                Some((b, g)) => gain > g || (gain == g && self.depth[r] < self.depth[b]),
             };
             if better {
                 best = Some((r, gain));
@@ -777,7 +884,13 @@ impl<'a> Lattice<'a> {
     /// the same direction means the split does not localize the change.
     /// 1 = the rest did not move; 0 = it moved as much. Parents of depth 0
     /// (the total) do not count: the trend absorbs its change.
-    fn specificity(&self, row: usize, deviation: f64, pred: &[f64], scratch: &mut KeyScratch) -> f64 {
+    fn specificity(
+        &self,
+        row: usize,
+        deviation: f64,
+        pred: &[f64],
+        scratch: &mut KeyScratch,
+    ) -> f64 {
         let own = match divide(deviation, pred[row]) {
             Some(own) if own != 0.0 => own,
             _ => return 1.0,
@@ -854,7 +967,13 @@ impl<'a> Lattice<'a> {
     /// that within the constraints both share the cause is spread like the
     /// rest, and (with `bound`) `upper` is the smallest in-cube segment that
     /// contains the intersection: the overlap can be anything in [0, upper].
-    fn overlap(&self, row: usize, cause: &Accepted, scratch: &mut KeyScratch, bound: bool) -> Option<Overlap> {
+    fn overlap(
+        &self,
+        row: usize,
+        cause: &Accepted,
+        scratch: &mut KeyScratch,
+        bound: bool,
+    ) -> Option<Overlap> {
         let key = &self.keys[row];
         let cause_key = &self.keys[cause.row];
         let before = &cause.before;
@@ -877,7 +996,10 @@ impl<'a> Lattice<'a> {
             let value = self.index.get(&scratch.union).map_or(0.0, |&u| before[u]);
             return Some(Overlap::exact(value));
         }
-        let common = self.index.get(&scratch.common).map_or(before[self.total], |&x| before[x]);
+        let common = self
+            .index
+            .get(&scratch.common)
+            .map_or(before[self.total], |&x| before[x]);
         let estimate = before[cause.row] * share(before[row], common);
         let upper = if bound {
             self.smallest_container(scratch, before)
@@ -894,7 +1016,9 @@ impl<'a> Lattice<'a> {
     /// depth) that contain the segment `scratch.union`; 0 when one is absent
     /// from the cube (then the union is empty).
     fn smallest_container(&self, scratch: &mut KeyScratch, before: &[f64]) -> f64 {
-        let constrained: Vec<usize> = (0..self.n_dims).filter(|&d| scratch.union[d] != 0).collect();
+        let constrained: Vec<usize> = (0..self.n_dims)
+            .filter(|&d| scratch.union[d] != 0)
+            .collect();
         if constrained.len() > MAX_ENUMERATED_DIMS {
             return f64::INFINITY;
         }
@@ -918,7 +1042,13 @@ impl<'a> Lattice<'a> {
     /// The deviation of `row` that no accepted cause can explain: the central
     /// residual widened by the uncertainty of every overlap deeper than the
     /// cube, then the point of that interval closest to 0.
-    fn certain_residual(&self, row: usize, pred: &[f64], accepted: &[Accepted], scratch: &mut KeyScratch) -> f64 {
+    fn certain_residual(
+        &self,
+        row: usize,
+        pred: &[f64],
+        accepted: &[Accepted],
+        scratch: &mut KeyScratch,
+    ) -> f64 {
         let residual = self.actual[row] - pred[row];
         let (mut low, mut high) = (residual, residual);
         for cause in accepted {
@@ -976,7 +1106,12 @@ impl<'a> Lattice<'a> {
 /// Per row, the relative noise left after aggregating independent noise of
 /// the finest cells: √(Σ b_c²) / b over the finest cells under the row,
 /// computed level by level (the mean over the refining dimensions).
-fn noise_spread(base: &[f64], depth: &[usize], children: &[Vec<(usize, usize)>], finest: usize) -> Vec<f64> {
+fn noise_spread(
+    base: &[f64],
+    depth: &[usize],
+    children: &[Vec<(usize, usize)>],
+    finest: usize,
+) -> Vec<f64> {
     // Root of the summed squared sizes of the finest cells under each row.
     let mut root_square = vec![0.0; base.len()];
     let mut order: Vec<usize> = (0..base.len()).collect();
@@ -1002,7 +1137,13 @@ fn noise_spread(base: &[f64], depth: &[usize], children: &[Vec<(usize, usize)>],
     root_square
         .iter()
         .zip(base)
-        .map(|(&root, &b)| if b.abs() > 0.0 { (root / b.abs()).min(1.0) } else { 1.0 })
+        .map(|(&root, &b)| {
+            if b.abs() > 0.0 {
+                (root / b.abs()).min(1.0)
+            } else {
+                1.0
+            }
+        })
         .collect()
 }
 

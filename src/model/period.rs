@@ -31,6 +31,27 @@ pub fn period_end(grain: Grain, start: NaiveDate) -> NaiveDate {
     }
 }
 
+/// Start of the period before the one starting at `start`.
+pub fn previous_start(grain: Grain, start: NaiveDate) -> Option<NaiveDate> {
+    start.pred_opt().map(|d| period_start(grain, d))
+}
+
+/// Start of the same period a year before the one starting at `start`:
+/// week W of the previous ISO year (none when that year has no week W),
+/// otherwise 12 months earlier.
+pub fn same_period_last_year(grain: Grain, start: NaiveDate) -> Option<NaiveDate> {
+    match grain {
+        Grain::Week => {
+            let w = start.iso_week();
+            NaiveDate::from_isoywd_opt(w.year() - 1, w.week(), Weekday::Mon)
+        }
+        Grain::Day => start.checked_sub_months(Months::new(12)),
+        _ => start
+            .checked_sub_months(Months::new(12))
+            .map(|d| period_start(grain, d)),
+    }
+}
+
 /// The label of the period starting at `start`.
 pub fn label(grain: Grain, start: NaiveDate) -> String {
     match grain {

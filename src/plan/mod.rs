@@ -27,6 +27,7 @@ use crate::semantic::{ColumnRef, Ratio, Scope, SemanticModel};
 
 mod breakdowns;
 mod drivers;
+pub mod explain;
 
 pub use breakdowns::{MEMBER_SUFFIX, presence_column};
 pub use drivers::MAX_IDENTITY_METRICS;

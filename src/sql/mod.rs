@@ -14,7 +14,7 @@ use std::collections::BTreeSet;
 use sqlparser::ast::Query;
 
 pub use dialect::{DIALECTS, Dialect, dialect_named};
-pub use render::plan_to_sql;
+pub use render::{SegmentRanges, dimension_sets, driver_step_metrics, plan_to_sql, segment_query};
 
 /// A named query other queries refer to by name.
 #[derive(Debug, Clone)]
@@ -107,6 +107,15 @@ impl CompiledSql {
             .collect()
     }
 
+    /// The named queries `deps` need, as CTEs, skipping `materialized`.
+    pub fn closure_of(
+        &self,
+        deps: &[String],
+        materialized: &BTreeSet<String>,
+    ) -> Vec<(String, Query)> {
+        self.closure(deps, materialized)
+    }
+
     /// A named query as a standalone SELECT (its dependencies as CTEs).
     pub fn standalone_named(&self, name: &str) -> Option<Query> {
         let n = self.named(name)?;
@@ -123,9 +132,9 @@ impl CompiledSql {
         Some(build::with(out.query.clone(), ctes))
     }
 
-    /// Statements that materialize the shared steps as temporary tables and
-    /// then replace the output tables, inside one transaction.
-    pub fn build_statements(&self) -> Vec<BuildStatement> {
+    /// Statements that materialize the shared steps as temporary tables,
+    /// and the names they materialize.
+    pub fn setup_statements(&self) -> (Vec<BuildStatement>, BTreeSet<String>) {
         let mut stmts = Vec::new();
         let mut materialized = BTreeSet::new();
         for n in self.named.iter().filter(|n| n.shared) {
@@ -137,6 +146,26 @@ impl CompiledSql {
             });
             materialized.insert(n.name.clone());
         }
+        (stmts, materialized)
+    }
+
+    /// The SELECT of an output table or named step once `materialized`
+    /// steps exist as tables (the others as CTEs).
+    pub fn select_after(&self, name: &str, materialized: &BTreeSet<String>) -> Option<Query> {
+        let (query, deps) = match self.outputs.iter().find(|o| o.table == name) {
+            Some(o) => (o.query.clone(), o.deps.clone()),
+            None => {
+                let n = self.named(name)?;
+                (n.query.clone(), n.deps.clone())
+            }
+        };
+        Some(build::with(query, self.closure(&deps, materialized)))
+    }
+
+    /// Statements that materialize the shared steps as temporary tables and
+    /// then replace the output tables, inside one transaction.
+    pub fn build_statements(&self) -> Vec<BuildStatement> {
+        let (mut stmts, materialized) = self.setup_statements();
         for o in &self.outputs {
             let ctes = self.closure(&o.deps, &materialized);
             let q = build::with(o.query.clone(), ctes);

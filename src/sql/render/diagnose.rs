@@ -25,6 +25,19 @@ fn dim_column(i: usize) -> String {
     format!("__kpic_d{i}")
 }
 
+/// Metrics of the driver step, in column order: the drivers, then the
+/// identity's other metrics.
+pub fn driver_step_metrics(k: &KpiNode) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let identity = k.identity.iter().flat_map(|i| i.metrics.iter());
+    for m in k.drivers.iter().map(|d| &d.metric).chain(identity) {
+        if !out.contains(m) {
+            out.push(m.clone());
+        }
+    }
+    out
+}
+
 /// `GROUP BY GROUPING SETS ((key, d0), (key, d1), …)`: one grouping set per
 /// breakdown dimension, in one pass over the rows.
 pub(super) fn grouping_sets(key: Expr, dims: usize) -> GroupByExpr {
@@ -309,36 +322,30 @@ impl Renderer<'_> {
     }
 
     /// `kpic_k_<kpi>_drv`: the KPI's value and every driver's and identity
-    /// metric's value in the period (`x1__m`) and its baseline (`x0__m`).
+    /// metric's value in the period (`k1`, `x1__m`), its baseline (`k0`,
+    /// `x0__m`) and the same period last year (`ky`, `xy__m`; explain
+    /// compares with it on request). Like for like in the incomplete period.
     pub(super) fn driver_steps(&self, k: &KpiNode) -> Vec<NamedQuery> {
         if k.drivers.is_empty() {
             return vec![];
         }
         let complete = col("is_complete");
         let pick = |full: Expr, lfl: Expr| case(vec![(complete.clone(), full)], Some(lfl));
-        let mut items = vec![
-            item(col("period_start"), "period_start"),
-            item(self.value(k, &k.metric, "v"), "k1"),
-            item(
-                pick(
-                    self.value(k, &k.metric, "pv"),
-                    self.value(k, &k.metric, "pl"),
-                ),
-                "k0",
-            ),
-        ];
-        let mut seen: Vec<&str> = Vec::new();
-        let identity_metrics = k.identity.iter().flat_map(|i| i.metrics.iter());
-        for m in k.drivers.iter().map(|d| &d.metric).chain(identity_metrics) {
-            if seen.contains(&m.as_str()) {
-                continue;
-            }
-            seen.push(m);
-            items.push(item(self.value(k, m, "v"), &format!("x1__{m}")));
-            items.push(item(
+        let variants = |m: &str| {
+            [
+                self.value(k, m, "v"),
                 pick(self.value(k, m, "pv"), self.value(k, m, "pl")),
-                &format!("x0__{m}"),
-            ));
+                pick(self.value(k, m, "yv"), self.value(k, m, "yl")),
+            ]
+        };
+        let mut items = vec![item(col("period_start"), "period_start")];
+        for (value, name) in variants(&k.metric).into_iter().zip(["k1", "k0", "ky"]) {
+            items.push(item(value, name));
+        }
+        for m in driver_step_metrics(k) {
+            for (value, prefix) in variants(&m).into_iter().zip(["x1", "x0", "xy"]) {
+                items.push(item(value, &format!("{prefix}__{m}")));
+            }
         }
         let cmp = step(&k.name, "cmp");
         vec![NamedQuery {

@@ -20,6 +20,11 @@ use sqlparser::ast::{BinaryOperator, DataType, Expr, Query, SelectItem};
 use super::build::*;
 
 mod diagnose;
+mod segments;
+
+pub use diagnose::driver_step_metrics;
+pub use segments::{SegmentRanges, dimension_sets, segment_query};
+
 use super::{CheckQuery, CompiledSql, Dialect, NamedQuery, OutputQuery};
 use crate::model::{Accumulation, Direction, Grain, PeriodAgg};
 use crate::plan::{

@@ -1,0 +1,185 @@
+//! The grouping-sets query of `kpic explain`: a [`SegmentPlan`]'s
+//! components per segment, in the baseline and the current period.
+//!
+//! Shape, per scan: the rows of the two date ranges are first summed per
+//! leaf (every breakdown dimension, and which range) — one pass over the
+//! data, as cheap as a plain GROUP BY — and the grouping sets (every
+//! combination of up to `depth` dimensions, the empty set included) then
+//! re-aggregate that small leaf table. Scans are UNION ALLed; the caller
+//! adds up rows with the same segment.
+//!
+//! Out columns: `g<i>` (GROUPING of dimension i: 0 when the row is grouped
+//! by it), `d<i>` (member text), `c<j>_0` / `c<j>_1` (component j in the
+//! baseline / current range; NULL for components of another scan).
+
+use chrono::NaiveDate;
+use sqlparser::ast::{Expr, GroupByExpr, Query};
+
+use super::{DAY, rel, with_filter};
+use crate::plan::explain::SegmentPlan;
+use crate::sql::build::*;
+use crate::sql::{Dialect, NamedQuery};
+
+/// Half-open date ranges `[start, end)` compared by explain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentRanges {
+    pub baseline: (NaiveDate, NaiveDate),
+    pub current: (NaiveDate, NaiveDate),
+}
+
+/// Every subset of `n` indices with at most `depth` members, smallest
+/// first.
+pub fn dimension_sets(n: usize, depth: usize) -> Vec<Vec<usize>> {
+    let mut sets: Vec<Vec<usize>> = vec![vec![]];
+    let mut layer: Vec<Vec<usize>> = vec![vec![]];
+    for _ in 0..depth.min(n) {
+        let mut next = Vec::new();
+        for set in &layer {
+            let from = set.last().map_or(0, |l| l + 1);
+            for i in from..n {
+                let mut s = set.clone();
+                s.push(i);
+                next.push(s);
+            }
+        }
+        sets.extend(next.iter().cloned());
+        layer = next;
+    }
+    sets
+}
+
+/// The segment query (named `kpic_explain_<kpi>`, reading the scans).
+pub fn segment_query(
+    plan: &SegmentPlan,
+    ranges: &SegmentRanges,
+    depth: usize,
+    dialect: &dyn Dialect,
+) -> NamedQuery {
+    let d = dialect;
+    let within = |(start, end): (NaiveDate, NaiveDate)| {
+        and(
+            gt_eq(col(DAY), d.date_literal(start)),
+            lt(col(DAY), d.date_literal(end)),
+        )
+    };
+    let dim_col = |i: usize| format!("__kpic_d{i}");
+    let n = plan.dims.len();
+    let sets = dimension_sets(n, depth);
+    let mut parts = Vec::new();
+    let mut deps = Vec::new();
+    for source in &plan.sources {
+        // Rows of the two ranges, with the range and each member as text.
+        let mut items = vec![
+            wildcard_of("s"),
+            item(
+                case(vec![(within(ranges.current), int(1))], Some(int(0))),
+                "__kpic_cur",
+            ),
+        ];
+        for (i, m) in source.dims.iter().enumerate() {
+            items.push(item(d.member_text(m.expr.clone()), &dim_col(i)));
+        }
+        let mut rows = select(
+            items,
+            vec![from(table(object(&rel(&source.scan)), Some("s")), vec![])],
+        );
+        rows.selection = Some(binop(
+            paren(within(ranges.baseline)),
+            sqlparser::ast::BinaryOperator::Or,
+            paren(within(ranges.current)),
+        ));
+        // Leaves: one row per (range, member of every dimension).
+        let keys: Vec<Expr> = std::iter::once(col("__kpic_cur"))
+            .chain((0..n).map(|i| col(&dim_col(i))))
+            .collect();
+        let mut leaf_items: Vec<_> = keys
+            .iter()
+            .map(|k| sqlparser::ast::SelectItem::UnnamedExpr(k.clone()))
+            .collect();
+        for (j, c) in &source.components {
+            leaf_items.push(item(
+                cast(with_filter(&c.measure, c.filter.as_ref()), d.double_type()),
+                &format!("c{j}"),
+            ));
+        }
+        let mut leaves = select(
+            leaf_items,
+            vec![from(derived(select_query(rows), "r"), vec![])],
+        );
+        leaves.group_by = GroupByExpr::Expressions(keys, vec![]);
+        // Segments: grouping sets over the leaves.
+        let mut cube_items = Vec::new();
+        for i in 0..n {
+            cube_items.push(item(
+                func("grouping", vec![col(&dim_col(i))]),
+                &format!("g{i}"),
+            ));
+        }
+        for i in 0..n {
+            cube_items.push(item(col(&dim_col(i)), &format!("d{i}")));
+        }
+        for j in 0..plan.components {
+            let mine = source.components.iter().any(|(k, _)| *k == j);
+            for period in 0..2 {
+                let value = if mine {
+                    let mut f = function("sum", vec![col(&format!("c{j}"))]);
+                    f.filter = Some(Box::new(eq(col("__kpic_cur"), int(period))));
+                    Expr::Function(f)
+                } else {
+                    cast(null(), d.double_type())
+                };
+                cube_items.push(item(value, &format!("c{j}_{period}")));
+            }
+        }
+        let mut cube = select(
+            cube_items,
+            vec![from(derived(select_query(leaves), "l"), vec![])],
+        );
+        cube.group_by = GroupByExpr::Expressions(
+            vec![Expr::GroupingSets(
+                sets.iter()
+                    .map(|s| s.iter().map(|i| col(&dim_col(*i))).collect())
+                    .collect(),
+            )],
+            vec![],
+        );
+        parts.push(select_query(cube));
+        deps.push(rel(&source.scan));
+    }
+    let query: Query = union(parts, false).unwrap_or_else(|| {
+        let mut s = select(vec![item(int(0), "g0")], vec![]);
+        s.selection = Some(eq(int(1), int(0)));
+        select_query(s)
+    });
+    NamedQuery {
+        name: format!("kpic_explain_{}", plan.kpi),
+        query,
+        deps,
+        shared: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dimension_sets;
+
+    #[test]
+    fn dimension_sets_up_to_depth() {
+        assert_eq!(dimension_sets(3, 0), vec![Vec::<usize>::new()]);
+        assert_eq!(
+            dimension_sets(3, 2),
+            vec![
+                vec![],
+                vec![0],
+                vec![1],
+                vec![2],
+                vec![0, 1],
+                vec![0, 2],
+                vec![1, 2]
+            ]
+        );
+        // 5 dimensions, depth 3: 1 + 5 + 10 + 10 sets.
+        assert_eq!(dimension_sets(5, 3).len(), 26);
+        assert_eq!(dimension_sets(2, 5).len(), 4);
+    }
+}
