@@ -11,6 +11,7 @@ use clap::{Args, ValueEnum};
 
 use super::output::format_number;
 use super::{Ctx, Outcome, analyze, failure_kind, parse_as_of_arg};
+use crate::diagnostics::Code;
 use crate::explain::{Baseline, ExplainOptions, Explanation, Notes};
 use crate::model::Format;
 use crate::semantic::SemanticModel;
@@ -102,7 +103,17 @@ pub fn explain(ctx: &Ctx, args: ExplainArgs) -> Outcome {
         Ok(a) => a,
         Err(d) => {
             ctx.report(&d, &model.sources);
-            return failure_kind(&d);
+            // A KPI, period or baseline that does not exist is a usage
+            // error (exit 2), like a bad flag.
+            let usage = d
+                .iter()
+                .filter(|x| x.is_error())
+                .all(|x| matches!(x.code, Code::InvalidValue | Code::InvalidReference));
+            return if usage {
+                Outcome::Failure
+            } else {
+                failure_kind(&d)
+            };
         }
     };
     let text = match args.format {
@@ -298,10 +309,13 @@ fn story(model: &SemanticModel, a: &Explanation, notes: &Notes, markdown: bool) 
     match &a.action_plan {
         Some(plan) => {
             let _ = writeln!(out, "{bullet}Action plan:");
+            if markdown {
+                out.push('\n');
+            }
             for line in plan.trim_end().lines() {
                 // Markdown: the plan as written, quoted.
                 let _ = if markdown {
-                    writeln!(out, "\n> {line}")
+                    writeln!(out, "> {line}")
                 } else {
                     writeln!(out, "    {line}")
                 };

@@ -276,6 +276,9 @@ fn check(ctx: &Ctx, format: CheckFormat, explain_code: Option<String>) -> Outcom
     if !diags.has_errors() {
         diags.extend(bind_in_engine(&model, &[], None));
     }
+    if !diags.has_errors() {
+        diags.extend(crate::explain::decomposition_check(&model, None));
+    }
     match format {
         CheckFormat::Json => println!("{}", render::json(&diags.clone().sorted(), &model.sources)),
         CheckFormat::Human => {

@@ -120,6 +120,8 @@ codes! {
         "What: a KPI has no action_plan.\nWhy: the Now What of a review needs a plan for when the KPI is off track.\nFix: add an `action_plan`.";
     CumulativeWithoutTarget = "255", Warning, "cumulative KPI without a target",
         "What: a KPI over a `to_date` or `window: all` metric has no target.\nWhy: cumulative numbers only grow: without a target they are a vanity metric.\nFix: add a target, or track the period value instead.";
+    DecompositionMismatch = "256", Warning, "decomposition does not hold on the data",
+        "What: a KPI's `decomposition` evaluated on the data differs from the KPI's metric by more than 0.1% in some period.\nWhy: drivers are attributed over that identity; when it does not hold, the split is rescaled to the KPI's change and misleads.\nFix: make the identity exact (same filters on every metric, e.g. `orders / sessions` counted over the same rows) or drop `decomposition:`.";
 
     // ---- KPI3xx: plan and dialects ----
     DialectUnsupported = "301", Error, "dialect not supported yet",

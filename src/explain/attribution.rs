@@ -120,7 +120,7 @@ fn shapley(
 }
 
 /// Evaluates arithmetic over metric names (NULL on division by 0).
-fn eval(e: &Expr, lookup: &dyn Fn(&str) -> Option<f64>, depth: usize) -> Option<f64> {
+pub fn eval(e: &Expr, lookup: &dyn Fn(&str) -> Option<f64>, depth: usize) -> Option<f64> {
     if depth > 256 {
         return None;
     }

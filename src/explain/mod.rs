@@ -642,3 +642,103 @@ fn cube_from_rows(seg: &crate::plan::explain::SegmentPlan, cells: &[Vec<Cell>]) 
         rows,
     }
 }
+
+/// `kpic check`: warns (KPI256) when a KPI's `decomposition` does not hold
+/// on the data: in some period, the identity evaluated on its metrics
+/// differs from the KPI's value by more than 0.1%. Reads the data (the
+/// KPIs' own pipelines, in a read-only session); a failure to read it is
+/// left to `kpic run` to report.
+pub fn decomposition_check(
+    model: &SemanticModel,
+    database: Option<&std::path::Path>,
+) -> Diagnostics {
+    let mut diags = Diagnostics::new();
+    let declared: Vec<&crate::model::Kpi> = model
+        .project
+        .kpis
+        .iter()
+        .filter(|k| k.decomposition.is_some() && model.kpis.contains_key(&k.name.value))
+        .collect();
+    if declared.is_empty() {
+        return diags;
+    }
+    let Ok(mut plan) = plan_kpis(
+        model,
+        &PlanOptions {
+            as_of: None,
+            select: declared.iter().map(|k| k.name.value.clone()).collect(),
+            local_files: true,
+        },
+    ) else {
+        return diags;
+    };
+    plan.aggregates.retain(|a| a.by.is_empty());
+    for k in &mut plan.kpis {
+        k.breakdown = None;
+    }
+    let compiled = plan_to_sql(&plan, model, &DuckDb);
+    let database = crate::exec::project_database(&model.project, database);
+    let Ok(mut session) = Session::open(&model.project, database.as_deref(), Some("2GB"), None)
+    else {
+        return diags;
+    };
+    if session.materialize(&compiled).is_err() {
+        return diags;
+    }
+    for k in declared {
+        let Some(node) = plan.kpis.iter().find(|n| n.name == k.name.value) else {
+            continue;
+        };
+        let (Some(identity), Some(dec)) = (&node.identity, &k.decomposition) else {
+            continue;
+        };
+        let Some(query) =
+            compiled.select_after(&format!("kpic_k_{}_drv", node.name), &session.materialized)
+        else {
+            continue;
+        };
+        let sql = format!(
+            "SELECT CAST(period_start AS VARCHAR) AS __start, * FROM ({query}) AS d ORDER BY period_start"
+        );
+        let Ok(rows) = session.rows(&sql, "decomposition check") else {
+            continue;
+        };
+        let columns = driver_columns(node);
+        let position = |name: &str| columns.iter().find(|(n, _)| n == name).map(|(_, i)| *i);
+        for row in rows {
+            let value = |name: &str| {
+                position(name)
+                    .and_then(|i| row.get(i))
+                    .and_then(Cell::number)
+            };
+            let Some(kpi_value) = value("k1") else {
+                continue;
+            };
+            let lookup = |m: &str| value(&format!("x1__{m}"));
+            let Some(identity_value) = attribution::eval(&identity.expr, &lookup, 0) else {
+                continue;
+            };
+            let gap = (identity_value - kpi_value).abs();
+            if gap > 0.001 * kpi_value.abs().max(f64::MIN_POSITIVE) {
+                let start = row.first().and_then(Cell::text).unwrap_or("?");
+                let period = start
+                    .parse::<NaiveDate>()
+                    .map(|d| label(k.grain, d))
+                    .unwrap_or_else(|_| start.to_string());
+                diags.push(
+                    Diagnostic::new(
+                        Code::DecompositionMismatch,
+                        format!(
+                            "decomposition of KPI `{}` does not hold on the data: in {period} it gives {identity_value}, the metric `{}` is {kpi_value}",
+                            k.name.value, k.metric.value
+                        ),
+                    )
+                    .at(dec.span, "this identity")
+                    .with_help("drivers are attributed over this identity; make it exact or remove it"),
+                );
+                break;
+            }
+        }
+    }
+    diags
+}

@@ -552,7 +552,13 @@ fn list_json() {
 // compile
 // ---------------------------------------------------------------------------
 
-const COMPILED_SELECTS: [&str; 3] = ["kpi_results", "kpi_metrics", "kpi_definitions"];
+const COMPILED_SELECTS: [&str; 5] = [
+    "kpi_results",
+    "kpi_metrics",
+    "kpi_breakdowns",
+    "kpi_drivers",
+    "kpi_definitions",
+];
 
 /// Every compiled file re-parses: one query per SELECT file, the whole
 /// build script too.
@@ -848,7 +854,13 @@ fn run_default_db_is_in_the_project() {
 // A failed run leaves the previous tables intact (§5)
 // ---------------------------------------------------------------------------
 
-const OUTPUT_TABLES: [&str; 3] = ["kpi_results", "kpi_metrics", "kpi_definitions"];
+const OUTPUT_TABLES: [&str; 5] = [
+    "kpi_results",
+    "kpi_metrics",
+    "kpi_breakdowns",
+    "kpi_drivers",
+    "kpi_definitions",
+];
 
 struct Snapshot {
     count_sum: (i64, Option<f64>),

@@ -534,6 +534,8 @@ fn init_compiled_sql_matches_run() {
     for (table, except) in [
         ("kpi_results", ""),
         ("kpi_metrics", ""),
+        ("kpi_breakdowns", ""),
+        ("kpi_drivers", ""),
         // computed_at is the build's timestamp.
         ("kpi_definitions", " EXCLUDE (computed_at)"),
     ] {

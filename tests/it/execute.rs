@@ -2441,3 +2441,54 @@ fn division_inside_a_measure_is_null_on_zero() {
         .check("actual", None)
         .check_status("no_data");
 }
+
+/// §7 Drivers: a log split is undefined when a value is ≤ 0; the exact
+/// Shapley split takes over, and the contributions still sum to the
+/// KPI's change. Here profit turns negative in February (refunds).
+#[test]
+fn negative_values_force_the_shapley_split() {
+    let p = Project::new(&[
+        (
+            "data/orders.csv",
+            "day,amount\n2024-01-02,40\n2024-01-09,20\n2024-01-16,30\n2024-01-23,10\n\
+             2024-02-02,10\n2024-02-05,-50\n2024-02-09,10\n2024-02-16,5\n2024-02-20,5\n\
+             2024-03-04,30\n2024-03-11,20\n2024-03-18,10\n",
+        ),
+        (
+            "models/m.yml",
+            "sources:\n  - name: orders\n    path: data/orders.csv\n    time: day\n\
+             metrics:\n  - {name: profit, source: orders, measure: sum(amount)}\n\
+             \x20 - {name: orders, source: orders, measure: count(*)}\n\
+             \x20 - {name: ppo, expr: profit / orders}\n\
+             kpis:\n  - {name: profit_kpi, metric: profit, grain: month, decomposition: orders * ppo}\n",
+        ),
+    ]);
+    let db = p.run("2024-03-31");
+    let dr = db.drivers();
+    let res = db.results();
+    // Jan: profit 100, 4 orders, ppo 25. Feb: -20, 5, -4. Mar: 60, 3, 20.
+    // Feb Shapley: orders (5 - 4)(25 + -4)/2 = 10.5; ppo (-4 - 25)(4 + 5)/2 = -130.5.
+    res.get("profit_kpi", "2024-02")
+        .check("change", Some(-120.0));
+    driver(&dr, "profit_kpi", "2024-02", "orders")
+        .check_method("shapley")
+        .check("contribution", Some(10.5))
+        .check("share_of_change", Some(10.5 / -120.0));
+    driver(&dr, "profit_kpi", "2024-02", "ppo")
+        .check_method("shapley")
+        .check("actual", Some(-4.0))
+        .check("previous", Some(25.0))
+        .check("contribution", Some(-130.5));
+    // Mar: from a negative baseline, Shapley again: orders (3 - 5)(-4 + 20)/2 = -16,
+    // ppo (20 - -4)(5 + 3)/2 = 96; change 80.
+    driver(&dr, "profit_kpi", "2024-03", "orders")
+        .check_method("shapley")
+        .check("contribution", Some(-16.0));
+    driver(&dr, "profit_kpi", "2024-03", "ppo").check("contribution", Some(96.0));
+    res.get("profit_kpi", "2024-03").check("change", Some(80.0));
+    // January has no baseline: no contribution; the identity is a product,
+    // so the split that applies is `log`.
+    driver(&dr, "profit_kpi", "2024-01", "orders")
+        .check_method("log")
+        .check("contribution", None);
+}

@@ -4,4 +4,5 @@ mod compile;
 mod diagnostics;
 mod docs;
 mod execute;
+mod explain;
 mod robustness;
