@@ -10,7 +10,7 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 
 use super::output::format_number;
-use super::{Ctx, Outcome, analyze, failure_kind, parse_as_of_arg};
+use super::{Ctx, Outcome, analyze_with_db, failure_kind, parse_as_of_arg};
 use crate::diagnostics::Code;
 use crate::explain::{Baseline, ExplainOptions, Explanation, Notes};
 use crate::model::Format;
@@ -73,14 +73,7 @@ pub fn explain(ctx: &Ctx, args: ExplainArgs) -> Outcome {
         }
         None => None,
     };
-    let db_path = args
-        .db
-        .as_ref()
-        .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()));
-    let mut catalog = crate::exec::DuckDbCatalog::new(&ctx.root, db_path.as_deref());
-    let analyzed = analyze(ctx, &mut catalog);
-    drop(catalog);
-    let model = match analyzed {
+    let (model, db_path) = match analyze_with_db(ctx, args.db.as_deref()) {
         Ok(m) => m,
         Err(o) => return o,
     };

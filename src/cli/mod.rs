@@ -238,6 +238,25 @@ fn require_project_dir(ctx: &Ctx) -> Result<(), Outcome> {
     Err(Outcome::Failure)
 }
 
+/// [`analyze`] with `--db`'s database (relative to the current directory;
+/// `:memory:` for none) as the catalog of `table:` sources. Returns the
+/// model and the database's absolute path.
+fn analyze_with_db(
+    ctx: &Ctx,
+    db: Option<&Path>,
+) -> Result<(SemanticModel, Option<PathBuf>), Outcome> {
+    let db_path = match db {
+        Some(p) if p.as_os_str() == ":memory:" => None,
+        Some(p) => Some(std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())),
+        None => None,
+    };
+    let mut catalog = crate::exec::DuckDbCatalog::new(&ctx.root, db_path.as_deref());
+    let analyzed = analyze(ctx, &mut catalog);
+    // The catalog may hold the database open read-only: close it first.
+    drop(catalog);
+    analyzed.map(|m| (m, db_path))
+}
+
 /// load → model → semantic, reporting diagnostics on stderr. `Err` when
 /// the project has errors.
 fn analyze(
@@ -427,16 +446,7 @@ fn run(ctx: &Ctx, args: RunArgs) -> Outcome {
         Err(o) => return o,
     };
     // `--db` is relative to the current directory.
-    let db_path = match &args.db {
-        Some(p) if p.as_os_str() == ":memory:" => None,
-        Some(p) => Some(std::path::absolute(p).unwrap_or_else(|_| p.clone())),
-        None => None,
-    };
-    let mut catalog = crate::exec::DuckDbCatalog::new(&ctx.root, db_path.as_deref());
-    let analyzed = analyze(ctx, &mut catalog);
-    // The catalog may hold the database open read-only: close it first.
-    drop(catalog);
-    let model = match analyzed {
+    let (model, db_path) = match analyze_with_db(ctx, args.db.as_deref()) {
         Ok(m) => m,
         Err(o) => return o,
     };

@@ -166,15 +166,8 @@ pub fn explain(
     if let Err(why) = &segments {
         notes.0.push(format!("no segments: {why}"));
     }
-    // The KPI's own pipeline, without the member twins (explain's
-    // grouping-sets query replaces them); scans are materialized because
-    // the segment query reads them again.
-    let mut pipeline = plan.clone();
-    pipeline.aggregates.retain(|a| a.by.is_empty());
-    for k in &mut pipeline.kpis {
-        k.breakdown = None;
-    }
-    let mut compiled = plan_to_sql(&pipeline, model, &DuckDb);
+    // Scans are materialized because the segment query reads them again.
+    let mut compiled = pipeline(model, &plan);
     for n in &mut compiled.named {
         if n.name.starts_with("kpic_scan_") {
             n.shared = true;
@@ -284,34 +277,7 @@ pub fn explain(
                 max_causes: options.top,
             },
         );
-        for c in causes {
-            let mut segment = serde_json::Map::new();
-            for (i, member) in &c.key {
-                let dim = seg.dims.get(*i).cloned().unwrap_or_default();
-                segment.insert(
-                    dim,
-                    member
-                        .clone()
-                        .map_or(serde_json::Value::Null, serde_json::Value::String),
-                );
-            }
-            let (actual, prev) = match cube.shape {
-                search::Shape::Additive => (Some(c.num1), Some(c.num0)),
-                search::Shape::Ratio => (
-                    (c.den1 != 0.0).then(|| c.num1 / c.den1),
-                    (c.den0 != 0.0).then(|| c.num0 / c.den0),
-                ),
-            };
-            root_causes.push(CauseOut {
-                segment,
-                actual,
-                previous: prev,
-                change: c.change,
-                share_of_change: c.share_of_change,
-                mix_effect: c.mix_effect,
-                rate_effect: c.rate_effect,
-            });
-        }
+        root_causes = causes_out(seg, cube.shape, causes);
     }
 
     // Drivers: values in both ranges, attributed over the identity.
@@ -350,36 +316,7 @@ pub fn explain(
             Baseline::LastYear => values(row, "xy__"),
             Baseline::Period(_) => values(find(baseline_start), "x1__"),
         };
-        let k1 = current.actual;
-        let k0 = previous;
-        let split = node
-            .identity
-            .as_ref()
-            .map(|i| attribution::attribute(i, &x1, &x0, k1, k0));
-        for d in &node.drivers {
-            let a = x1.get(&d.metric).copied().flatten();
-            let b = x0.get(&d.metric).copied().flatten();
-            let (contribution, method) = match (&split, d.attributed) {
-                (Some(s), true) => (
-                    s.contributions.get(&d.metric).copied().flatten(),
-                    s.method.to_string(),
-                ),
-                _ => (None, "none".to_string()),
-            };
-            let change = match (k1, k0) {
-                (Some(a), Some(b)) => Some(a - b),
-                _ => None,
-            };
-            drivers.push(DriverOut {
-                metric: d.metric.clone(),
-                actual: a,
-                previous: b,
-                change_pct: ratio_change(a, b),
-                contribution,
-                share_of_change: share(contribution, change),
-                method,
-            });
-        }
+        drivers = drivers_out(node, &x1, &x0, current.actual, previous);
     }
 
     let change = match (current.actual, previous) {
@@ -411,6 +348,99 @@ pub fn explain(
         },
         notes,
     ))
+}
+
+/// The answer's root causes: segments as `{dimension: member}`, values as
+/// the KPI computes them (ratios for a ratio KPI).
+fn causes_out(
+    seg: &crate::plan::explain::SegmentPlan,
+    shape: search::Shape,
+    causes: Vec<search::RootCause>,
+) -> Vec<CauseOut> {
+    causes
+        .into_iter()
+        .map(|c| {
+            let mut segment = serde_json::Map::new();
+            for (i, member) in &c.key {
+                let dim = seg.dims.get(*i).cloned().unwrap_or_default();
+                segment.insert(
+                    dim,
+                    member
+                        .clone()
+                        .map_or(serde_json::Value::Null, serde_json::Value::String),
+                );
+            }
+            let (actual, previous) = match shape {
+                search::Shape::Additive => (Some(c.num1), Some(c.num0)),
+                search::Shape::Ratio => (
+                    (c.den1 != 0.0).then(|| c.num1 / c.den1),
+                    (c.den0 != 0.0).then(|| c.num0 / c.den0),
+                ),
+            };
+            CauseOut {
+                segment,
+                actual,
+                previous,
+                change: c.change,
+                share_of_change: c.share_of_change,
+                mix_effect: c.mix_effect,
+                rate_effect: c.rate_effect,
+            }
+        })
+        .collect()
+}
+
+/// Each driver's values and its share of the KPI's change `k1 − k0`,
+/// split over the KPI's identity (SPEC §7, as kpi_drivers).
+fn drivers_out(
+    node: &crate::plan::KpiNode,
+    x1: &HashMap<String, Option<f64>>,
+    x0: &HashMap<String, Option<f64>>,
+    k1: Option<f64>,
+    k0: Option<f64>,
+) -> Vec<DriverOut> {
+    let split = node
+        .identity
+        .as_ref()
+        .map(|i| attribution::attribute(i, x1, x0, k1, k0));
+    let change = match (k1, k0) {
+        (Some(a), Some(b)) => Some(a - b),
+        _ => None,
+    };
+    node.drivers
+        .iter()
+        .map(|d| {
+            let a = x1.get(&d.metric).copied().flatten();
+            let b = x0.get(&d.metric).copied().flatten();
+            let (contribution, method) = match (&split, d.attributed) {
+                (Some(s), true) => (
+                    s.contributions.get(&d.metric).copied().flatten(),
+                    s.method.to_string(),
+                ),
+                _ => (None, "none".to_string()),
+            };
+            DriverOut {
+                metric: d.metric.clone(),
+                actual: a,
+                previous: b,
+                change_pct: ratio_change(a, b),
+                contribution,
+                share_of_change: share(contribution, change),
+                method,
+            }
+        })
+        .collect()
+}
+
+/// The KPIs' own pipelines, compiled for DuckDB without the member twins
+/// of kpi_breakdowns (explain's grouping-sets query replaces them).
+fn pipeline(model: &SemanticModel, plan: &crate::plan::Plan) -> crate::sql::CompiledSql {
+    let mut pipeline = plan.clone();
+    pipeline.aggregates.retain(|a| a.by.is_empty());
+    for k in &mut pipeline.kpis {
+        k.breakdown = None;
+    }
+    plan_to_sql(&pipeline, model, &DuckDb)
 }
 
 fn ratio_change(a: Option<f64>, b: Option<f64>) -> Option<f64> {
@@ -662,7 +692,7 @@ pub fn decomposition_check(
     if declared.is_empty() {
         return diags;
     }
-    let Ok(mut plan) = plan_kpis(
+    let Ok(plan) = plan_kpis(
         model,
         &PlanOptions {
             as_of: None,
@@ -672,11 +702,7 @@ pub fn decomposition_check(
     ) else {
         return diags;
     };
-    plan.aggregates.retain(|a| a.by.is_empty());
-    for k in &mut plan.kpis {
-        k.breakdown = None;
-    }
-    let compiled = plan_to_sql(&plan, model, &DuckDb);
+    let compiled = pipeline(model, &plan);
     let database = crate::exec::project_database(&model.project, database);
     let Ok(mut session) = Session::open(&model.project, database.as_deref(), Some("2GB"), None)
     else {

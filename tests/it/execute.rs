@@ -2021,7 +2021,7 @@ const RATIO_ROWS: [(&str, Option<&str>, &str, f64); 13] = [
     ("2024-03-24", Some("app"), "c4", 50.0),
 ];
 
-fn ratio_project() -> Project {
+pub fn ratio_project() -> Project {
     let csv = csv_text(
         "ordered_at,channel,customer,amount",
         RATIO_ROWS

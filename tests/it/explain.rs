@@ -601,3 +601,45 @@ fn generated_cube_helper_plants_the_cause() {
         });
     assert_eq!(by_member.len(), 4);
 }
+
+/// Drivers of `explain` vs the previous period are kpi_drivers' numbers:
+/// the SQL split of `kpic run` and explain's split agree, period by period,
+/// for the log split (February) and the Shapley fallback (March, flat KPI).
+#[test]
+fn explain_drivers_match_kpi_drivers() {
+    let p = crate::execute::ratio_project();
+    let db = p.run("2024-03-31");
+    let table = db.drivers();
+    for period in ["2024-02", "2024-03"] {
+        let v = explain_json(
+            &p,
+            &["revenue_kpi", "--period", period, "--as-of", "2024-03-31"],
+        );
+        let drivers = v["drivers"].as_array().expect("drivers");
+        assert_eq!(drivers.len(), 3, "{period}: orders, aov, big_orders");
+        for d in drivers {
+            let name = d["metric"].as_str().expect("metric");
+            let row = table
+                .iter()
+                .find(|r| r.kpi == "revenue_kpi" && r.period == period && r.driver == name)
+                .unwrap_or_else(|| panic!("kpi_drivers has no {name} row for {period}"));
+            assert_eq!(
+                Some(d["method"].as_str().expect("method")),
+                row.method.as_deref()
+            );
+            for (key, expected) in [
+                ("actual", row.actual),
+                ("previous", row.previous),
+                ("change_pct", row.change_pct),
+                ("contribution", row.contribution),
+                ("share_of_change", row.share_of_change),
+            ] {
+                match (expected, d[key].as_f64()) {
+                    (None, None) => {}
+                    (Some(e), Some(g)) => assert!(close(e, g), "{period} {name} {key}: {g} vs {e}"),
+                    (e, g) => panic!("{period} {name} {key}: explain {g:?}, kpi_drivers {e:?}"),
+                }
+            }
+        }
+    }
+}
