@@ -166,13 +166,10 @@ pub fn explain(
     if let Err(why) = &segments {
         notes.0.push(format!("no segments: {why}"));
     }
-    // Scans are materialized because the segment query reads them again.
-    let mut compiled = pipeline(model, &plan);
-    for n in &mut compiled.named {
-        if n.name.starts_with("kpic_scan_") {
-            n.shared = true;
-        }
-    }
+    // Scans stay as the pipeline shares them: copying a large scan into a
+    // temporary table costs more than the segment query reading the source
+    // again (measured by bench/speed.sh).
+    let compiled = pipeline(model, &plan);
     let database = crate::exec::project_database(project, options.database.as_deref());
     let mut session = Session::open(
         project,

@@ -331,6 +331,16 @@ fn text_or_null(v: Option<&str>) -> Expr {
     }
 }
 
+/// `sum(x)` or `count(…)` (not distinct) alone: its per-day totals add up
+/// to any longer range's, NULL days aside (a sum over no rows).
+fn single_sum_or_count(measure: &Expr) -> bool {
+    match measure {
+        Expr::Nested(e) => single_sum_or_count(e),
+        Expr::Function(_) => crate::semantic::aggregates::is_additive(measure),
+        _ => false,
+    }
+}
+
 /// Adds `cond` to the FILTER clause of every aggregate in `measure`.
 fn with_filter(measure: &Expr, cond: Option<&Expr>) -> Expr {
     let mut m = measure.clone();
@@ -457,6 +467,12 @@ impl Renderer<'_> {
     fn period_aggregate(&self, a: &AggNode) -> NamedQuery {
         let d = self.dialect;
         let members = !a.by.is_empty();
+        // Plain sums and counts add up day by day: group the rows per day
+        // first (one cheap key), and compute periods from the daily
+        // totals, instead of truncating every row's date.
+        if !members && a.columns.iter().all(|c| single_sum_or_count(&c.measure)) {
+            return self.period_aggregate_by_day(a);
+        }
         let period = if members {
             col("period_start")
         } else {
@@ -494,6 +510,45 @@ impl Renderer<'_> {
         } else {
             sqlparser::ast::GroupByExpr::Expressions(vec![period], vec![])
         };
+        NamedQuery {
+            name: rel(&a.name),
+            query: select_query(sel),
+            deps: self.deps(vec![rel(&a.scan)]),
+            shared: true,
+        }
+    }
+
+    /// [`Self::period_aggregate`] from daily totals (sums and counts only).
+    fn period_aggregate_by_day(&self, a: &AggNode) -> NamedQuery {
+        let d = self.dialect;
+        let mut daily_items = vec![item(col(DAY), DAY)];
+        daily_items.extend(a.columns.iter().map(|c| {
+            item(
+                cast(with_filter(&c.measure, c.filter.as_ref()), d.double_type()),
+                &c.name,
+            )
+        }));
+        let mut daily = select(
+            daily_items,
+            vec![from(table(object(&rel(&a.scan)), None), vec![])],
+        );
+        daily.group_by = sqlparser::ast::GroupByExpr::Expressions(vec![col(DAY)], vec![]);
+        let period = d.period_start(a.grain, col(DAY));
+        let lfl = lt(d.day_diff(period.clone(), col(DAY)), self.elapsed(a.grain));
+        let mut projection = vec![item(period.clone(), "period_start")];
+        for c in &a.columns {
+            projection.push(item(func("sum", vec![col(&c.name)]), &c.name));
+            if c.like_for_like {
+                let mut f = function("sum", vec![col(&c.name)]);
+                f.filter = Some(Box::new(lfl.clone()));
+                projection.push(item(Expr::Function(f), &format!("{}__lfl", c.name)));
+            }
+        }
+        let mut sel = select(
+            projection,
+            vec![from(derived(select_query(daily), "days"), vec![])],
+        );
+        sel.group_by = sqlparser::ast::GroupByExpr::Expressions(vec![period], vec![]);
         NamedQuery {
             name: rel(&a.name),
             query: select_query(sel),

@@ -2,8 +2,8 @@
 //! components per segment, in the baseline and the current period.
 //!
 //! Shape, per scan: the rows of the two date ranges are first summed per
-//! leaf (every breakdown dimension, and which range) — one pass over the
-//! data, as cheap as a plain GROUP BY — and the grouping sets (every
+//! leaf (every breakdown dimension; each component once per range) — one
+//! pass over the data, as cheap as a plain GROUP BY — and the grouping sets (every
 //! combination of up to `depth` dimensions, the empty set included) then
 //! re-aggregate that small leaf table. Scans are UNION ALLed; the caller
 //! adds up rows with the same segment.
@@ -68,14 +68,8 @@ pub fn segment_query(
     let mut parts = Vec::new();
     let mut deps = Vec::new();
     for source in &plan.sources {
-        // Rows of the two ranges, with the range and each member as text.
-        let mut items = vec![
-            wildcard_of("s"),
-            item(
-                case(vec![(within(ranges.current), int(1))], Some(int(0))),
-                "__kpic_cur",
-            ),
-        ];
+        // Rows of the two ranges, with each member as text.
+        let mut items = vec![wildcard_of("s")];
         for (i, m) in source.dims.iter().enumerate() {
             items.push(item(d.member_text(m.expr.clone()), &dim_col(i)));
         }
@@ -83,24 +77,42 @@ pub fn segment_query(
             items,
             vec![from(table(object(&rel(&source.scan)), Some("s")), vec![])],
         );
-        rows.selection = Some(binop(
-            paren(within(ranges.baseline)),
-            sqlparser::ast::BinaryOperator::Or,
-            paren(within(ranges.current)),
-        ));
-        // Leaves: one row per (range, member of every dimension).
-        let keys: Vec<Expr> = std::iter::once(col("__kpic_cur"))
-            .chain((0..n).map(|i| col(&dim_col(i))))
-            .collect();
+        let (b, c) = (ranges.baseline, ranges.current);
+        // Adjacent ranges (a period and the one before) are one range.
+        rows.selection = Some(if b.1 == c.0 || c.1 == b.0 {
+            within((b.0.min(c.0), b.1.max(c.1)))
+        } else {
+            binop(
+                paren(within(b)),
+                sqlparser::ast::BinaryOperator::Or,
+                paren(within(c)),
+            )
+        });
+        // Among those rows, one comparison tells the current range apart.
+        let in_current = if c.0 >= b.1 {
+            gt_eq(col(DAY), d.date_literal(c.0))
+        } else {
+            lt(col(DAY), d.date_literal(c.1))
+        };
+        // Leaves: one row per member of every dimension, each component
+        // over both ranges (`_t`) and over the current one (`_1`); the
+        // baseline is their difference. The dimensions are the only keys.
+        let keys: Vec<Expr> = (0..n).map(|i| col(&dim_col(i))).collect();
         let mut leaf_items: Vec<_> = keys
             .iter()
             .map(|k| sqlparser::ast::SelectItem::UnnamedExpr(k.clone()))
             .collect();
-        for (j, c) in &source.components {
-            leaf_items.push(item(
-                cast(with_filter(&c.measure, c.filter.as_ref()), d.double_type()),
-                &format!("c{j}"),
-            ));
+        for (j, component) in &source.components {
+            let current = match &component.filter {
+                Some(f) => and(f.clone(), in_current.clone()),
+                None => in_current.clone(),
+            };
+            for (suffix, cond) in [("t", component.filter.as_ref()), ("1", Some(&current))] {
+                leaf_items.push(item(
+                    cast(with_filter(&component.measure, cond), d.double_type()),
+                    &format!("c{j}_{suffix}"),
+                ));
+            }
         }
         let mut leaves = select(
             leaf_items,
@@ -121,12 +133,18 @@ pub fn segment_query(
         for j in 0..plan.components {
             let mine = source.components.iter().any(|(k, _)| *k == j);
             for period in 0..2 {
-                let value = if mine {
-                    let mut f = function("sum", vec![col(&format!("c{j}"))]);
-                    f.filter = Some(Box::new(eq(col("__kpic_cur"), int(period))));
-                    Expr::Function(f)
-                } else {
+                let sum = |suffix: &str| {
+                    func(
+                        "coalesce",
+                        vec![func("sum", vec![col(&format!("c{j}_{suffix}"))]), num(0.0)],
+                    )
+                };
+                let value = if !mine {
                     cast(null(), d.double_type())
+                } else if period == 0 {
+                    sub(sum("t"), sum("1"))
+                } else {
+                    sum("1")
                 };
                 cube_items.push(item(value, &format!("c{j}_{period}")));
             }
