@@ -73,7 +73,15 @@ pub fn explain(ctx: &Ctx, args: ExplainArgs) -> Outcome {
         }
         None => None,
     };
-    let (model, db_path) = match analyze_with_db(ctx, args.db.as_deref()) {
+    // Hygiene warnings about the whole project would bury the answer:
+    // explain reports errors only (`kpic check` shows the rest).
+    let errors_only = Ctx {
+        root: ctx.root.clone(),
+        quiet: true,
+        color: ctx.color,
+        color_stdout: ctx.color_stdout,
+    };
+    let (model, db_path) = match analyze_with_db(&errors_only, args.db.as_deref()) {
         Ok(m) => m,
         Err(o) => return o,
     };
@@ -197,6 +205,9 @@ fn story(model: &SemanticModel, a: &Explanation, notes: &Notes, markdown: bool) 
                 "{bullet}Target {}: {status}.",
                 format_number(Some(t), f)
             );
+        }
+        None if a.status == "no_target" => {
+            let _ = writeln!(out, "{bullet}No target for this period.");
         }
         None => {
             let _ = writeln!(out, "{bullet}No target for this period ({status}).");
