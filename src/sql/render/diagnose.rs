@@ -96,18 +96,6 @@ pub(super) fn member_list(aggs: &[String]) -> Query {
     })
 }
 
-/// The member text of a raw row (`alias`) for the dimension named by
-/// `dim`: `CASE WHEN dim = 'k0' THEN alias.__kpic_d0 … END`.
-pub(super) fn member_of_row(by: &[crate::plan::MemberDim], dim: Expr, alias: &str) -> Expr {
-    case(
-        by.iter()
-            .enumerate()
-            .map(|(i, d)| (eq(dim.clone(), string(&d.key)), qcol(alias, &dim_column(i))))
-            .collect(),
-        None,
-    )
-}
-
 impl Renderer<'_> {
     /// The scan's rows with each breakdown dimension as text (and, when
     /// given, the row's period as `period_start`).
@@ -134,6 +122,31 @@ impl Renderer<'_> {
             )),
             alias,
         )
+    }
+
+    /// The scan's rows once per breakdown dimension, with the dimension's
+    /// key (`__kpic_dim`) and the row's member (`__kpic_member`).
+    pub(super) fn rows_by_member(&self, a: &AggNode, alias: &str) -> sqlparser::ast::TableFactor {
+        let scan = || table(object(&rel(&a.scan)), Some("s"));
+        let parts =
+            a.by.iter()
+                .map(|d| {
+                    select_query(select(
+                        vec![
+                            wildcard_of("s"),
+                            item(string(&d.key), MEMBER_DIM),
+                            item(self.dialect.member_text(d.expr.clone()), MEMBER),
+                        ],
+                        vec![from(scan(), vec![])],
+                    ))
+                })
+                .collect();
+        let rows = union(parts, false).unwrap_or_else(|| {
+            let mut s = select(vec![wildcard_of("s")], vec![from(scan(), vec![])]);
+            s.selection = Some(eq(int(1), int(0)));
+            select_query(s)
+        });
+        derived(rows, alias)
     }
 
     /// The KPI's period spine crossed with the members of its breakdown

@@ -32,7 +32,7 @@ use crate::plan::{
     ScanRelation, TargetPlan,
 };
 use crate::semantic::SemanticModel;
-use diagnose::{grouping_sets, member_items, member_list, member_of_row};
+use diagnose::{grouping_sets, member_items, member_list};
 
 const DAY: &str = "__kpic_day";
 /// Columns of member rows: the breakdown dimension (as the KPI writes it)
@@ -678,6 +678,10 @@ impl Renderer<'_> {
                 sqlparser::ast::GroupByExpr::Expressions(vec![col(DAY)], vec![])
             };
             derived(select_query(daily), "s")
+        } else if members {
+            // One row per (row, dimension): joins then match the member by
+            // equality (a hash join), not by a CASE over the dimension.
+            self.rows_by_member(a, "s")
         } else {
             scan_rows("s")
         };
@@ -720,19 +724,13 @@ impl Renderer<'_> {
             on = and(gt_eq(col(DAY), lo), on);
         }
         if members {
-            let same = if by_day {
+            on = and(
+                on,
                 and(
                     eq(qcol("s", MEMBER_DIM), qcol("sp", MEMBER_DIM)),
                     d.null_safe_eq(qcol("s", MEMBER), qcol("sp", MEMBER)),
-                )
-            } else {
-                // Raw rows carry every dimension: pick the one of the member.
-                d.null_safe_eq(
-                    member_of_row(&a.by, qcol("sp", MEMBER_DIM), "s"),
-                    qcol("sp", MEMBER),
-                )
-            };
-            on = and(on, same);
+                ),
+            );
         }
         // Averages need every day, also those whose range has no rows.
         let join = if averaged {
