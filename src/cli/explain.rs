@@ -10,7 +10,7 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 
 use super::output::format_number;
-use super::{Ctx, Outcome, analyze_with_db, failure_kind, parse_as_of_arg};
+use super::{Ctx, Outcome, analyze_with_db, bind_in_engine, failure_kind, parse_as_of_arg};
 use crate::diagnostics::Code;
 use crate::explain::{Baseline, ExplainOptions, Explanation, Notes};
 use crate::model::Format;
@@ -85,6 +85,16 @@ pub fn explain(ctx: &Ctx, args: ExplainArgs) -> Outcome {
         Ok(m) => m,
         Err(o) => return o,
     };
+    // Type errors (`sum(text)`) point at the measure, as in `run`.
+    // (An unknown KPI is reported below, with a did-you-mean.)
+    let bind = match model.project.kpi(&args.kpi) {
+        Some(_) => bind_in_engine(&model, std::slice::from_ref(&args.kpi), db_path.as_deref()),
+        None => crate::diagnostics::Diagnostics::new(),
+    };
+    if bind.has_errors() {
+        ctx.report(&bind, &model.sources);
+        return Outcome::ProjectErrors;
+    }
     let options = ExplainOptions {
         kpi: args.kpi.clone(),
         period: args.period.clone(),
