@@ -643,3 +643,64 @@ fn explain_drivers_match_kpi_drivers() {
         }
     }
 }
+
+/// Odd arguments and odd data never make explain panic: each ends with a
+/// clear error (exit 1 or 2) or an answer (exit 0).
+#[test]
+fn explain_never_panics_on_odd_input() {
+    let p = monthly_project();
+    for args in [
+        vec!["explain", "rev", "--period", "2025-13"],
+        vec!["explain", "rev", "--period", "2025-W99"],
+        vec!["explain", "rev", "--vs", "2025-02-30"],
+        vec![
+            "explain",
+            "rev",
+            "--vs",
+            "last_year",
+            "--period",
+            "2024-01",
+            "--as-of",
+            "2025-03-31",
+        ],
+        vec![
+            "explain",
+            "rev",
+            "--depth",
+            "1000",
+            "--top",
+            "100000",
+            "--as-of",
+            "2025-03-31",
+        ],
+        vec!["explain", "rev", "--top", "0"],
+        vec!["explain", "révénue"],
+        vec!["explain", "rev", "--as-of", "1970-01-01"],
+        vec!["explain", "rev", "--as-of", "9999-12-31", "--timeout", "30"],
+    ] {
+        let out = p.kpic(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            matches!(out.status.code(), Some(0..=2)) && !err.contains("panicked"),
+            "{args:?}: {:?}\n{err}",
+            out.status.code()
+        );
+    }
+    // A data file with only a header: the measure's column has no type.
+    let empty = Project::new(&[
+        ("data/orders.csv", "day,channel,amount\n"),
+        (
+            "models/m.yml",
+            "sources:\n  - {name: orders, path: data/orders.csv, time: day, dimensions: [channel]}\n\
+             metrics:\n  - {name: revenue, source: orders, measure: sum(amount)}\n\
+             kpis:\n  - {name: rev, metric: revenue, grain: month, breakdowns: [channel]}\n",
+        ),
+    ]);
+    let out = empty.kpic(&["explain", "rev", "--as-of", "2024-01-31"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("models/m.yml:"),
+        "points at the measure: {err}"
+    );
+}
