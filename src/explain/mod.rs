@@ -4,12 +4,13 @@
 //! (the JSON object of SPEC §6), printed by the command line.
 //!
 //! Steps: plan the KPI alone and compile it; in a read-only DuckDB
-//! session, materialize its scans and aggregates and read its
+//! session, materialize its shared steps (period aggregates) and read its
 //! kpi_results rows (period values, target, status) and driver values;
 //! pick the period and the baseline and their date ranges (like for like
 //! when the period is incomplete); run the KPI's grouping-sets query
-//! ([`crate::plan::explain`], [`crate::sql::segment_query`]) over the
-//! materialized scans; search the small aggregated result in Rust
+//! ([`crate::plan::explain`], [`crate::sql::segment_query`]), which reads
+//! the KPI's sources again (cheaper than copying a large scan into a
+//! temporary table); search the small aggregated result in Rust
 //! ([`search::localize`]); attribute the change to drivers
 //! ([`attribution`]).
 
