@@ -74,9 +74,8 @@ impl Session {
         })
     }
 
-    /// Materializes the compiled SQL's shared steps (scans, aggregates) as
-    /// temporary tables; `also` names further steps to materialize (e.g.
-    /// scans a later query reads again).
+    /// Materializes the compiled SQL's shared steps (aggregates, and scans
+    /// several steps read) as temporary tables; later SELECTs read them.
     pub fn materialize(&mut self, compiled: &CompiledSql) -> Result<(), Diagnostic> {
         let (statements, materialized) = compiled.setup_statements();
         for st in statements {
