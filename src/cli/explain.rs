@@ -5,12 +5,14 @@
 
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
-use super::output::format_number;
-use super::{Ctx, Outcome, analyze_with_db, bind_in_engine, failure_kind, parse_as_of_arg};
+use super::output::{format_number, metric_format, pct};
+use super::{
+    Ctx, Outcome, analyze_with_db, bind_in_engine, failure_kind, memory_limit_arg, parse_as_of_arg,
+    timeout_arg,
+};
 use crate::diagnostics::Code;
 use crate::explain::{Baseline, ExplainOptions, Explanation, Notes};
 use crate::model::Format;
@@ -65,13 +67,9 @@ pub fn explain(ctx: &Ctx, args: ExplainArgs) -> Outcome {
         eprintln!("error: --depth and --top must be at least 1");
         return Outcome::Failure;
     }
-    let timeout = match args.timeout {
-        Some(t) if t > 0.0 && t.is_finite() => Some(Duration::from_secs_f64(t)),
-        Some(t) => {
-            eprintln!("error: --timeout must be a positive number of seconds, not {t}");
-            return Outcome::Failure;
-        }
-        None => None,
+    let timeout = match timeout_arg(args.timeout) {
+        Ok(t) => t,
+        Err(o) => return o,
     };
     // Hygiene warnings about the whole project would bury the answer:
     // explain reports errors only (`kpic check` shows the rest).
@@ -103,11 +101,7 @@ pub fn explain(ctx: &Ctx, args: ExplainArgs) -> Outcome {
         top: args.top,
         as_of,
         database: db_path,
-        memory_limit: args
-            .memory_limit
-            .clone()
-            .or(model.project.config.memory_limit.clone())
-            .or(Some("2GB".into())),
+        memory_limit: memory_limit_arg(args.memory_limit.as_deref(), &model),
         timeout,
     };
     let (answer, notes) = match crate::explain::explain(&model, &options) {
@@ -143,25 +137,10 @@ pub fn explain(ctx: &Ctx, args: ExplainArgs) -> Outcome {
     Outcome::Ok
 }
 
-fn metric_format(model: &SemanticModel, metric: &str) -> Format {
-    model
-        .project
-        .metric(metric)
-        .map(|m| m.format)
-        .unwrap_or(Format::Number)
-}
-
 fn signed(v: Option<f64>, f: Format) -> String {
     match v {
         Some(x) if x > 0.0 => format!("+{}", format_number(Some(x), f)),
         _ => format_number(v, f),
-    }
-}
-
-fn pct(v: Option<f64>) -> String {
-    match v {
-        Some(x) if x.is_finite() => format!("{:+.1}%", x * 100.0),
-        _ => "–".into(),
     }
 }
 

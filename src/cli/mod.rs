@@ -238,6 +238,26 @@ fn require_project_dir(ctx: &Ctx) -> Result<(), Outcome> {
     Err(Outcome::Failure)
 }
 
+/// `--timeout SECONDS`: a positive, representable number of seconds.
+fn timeout_arg(seconds: Option<f64>) -> Result<Option<Duration>, Outcome> {
+    match seconds.map(|t| (t, Duration::try_from_secs_f64(t))) {
+        Some((t, Ok(d))) if t > 0.0 => Ok(Some(d)),
+        Some((t, _)) => {
+            eprintln!("error: --timeout must be a positive number of seconds, not {t}");
+            Err(Outcome::Failure)
+        }
+        None => Ok(None),
+    }
+}
+
+/// DuckDB's memory limit: `--memory-limit`, else kpic.yml's
+/// `memory_limit`, else 2GB.
+fn memory_limit_arg(arg: Option<&str>, model: &SemanticModel) -> Option<String> {
+    arg.map(str::to_string)
+        .or(model.project.config.memory_limit.clone())
+        .or(Some("2GB".into()))
+}
+
 /// [`analyze`] with `--db`'s database (relative to the current directory;
 /// `:memory:` for none) as the catalog of `table:` sources. Returns the
 /// model and the database's absolute path.
@@ -473,21 +493,13 @@ fn run(ctx: &Ctx, args: RunArgs) -> Outcome {
         (_, Some(p)) => p.to_string_lossy().into_owned(),
         (None, None) => model.project.config.database.clone(),
     };
-    let timeout = match args.timeout.map(|t| (t, Duration::try_from_secs_f64(t))) {
-        Some((t, Ok(d))) if t > 0.0 => Some(d),
-        Some((t, _)) => {
-            eprintln!("error: --timeout must be a positive number of seconds, not {t}");
-            return Outcome::Failure;
-        }
-        None => None,
+    let timeout = match timeout_arg(args.timeout) {
+        Ok(t) => t,
+        Err(o) => return o,
     };
     let run_options = crate::exec::RunOptions {
         database,
-        memory_limit: args
-            .memory_limit
-            .clone()
-            .or(model.project.config.memory_limit.clone())
-            .or(Some("2GB".into())),
+        memory_limit: memory_limit_arg(args.memory_limit.as_deref(), &model),
         timeout,
     };
     let outcome = match crate::exec::run_build(&model.project, &compiled, &run_options) {

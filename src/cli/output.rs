@@ -60,14 +60,14 @@ fn group(v: f64, decimals: usize) -> String {
     out
 }
 
-fn pct(v: Option<f64>) -> String {
+pub(super) fn pct(v: Option<f64>) -> String {
     match v {
         Some(v) if v.is_finite() => format!("{:+.1}%", v * 100.0),
         _ => "–".into(),
     }
 }
 
-fn metric_format(model: &SemanticModel, metric: &str) -> Format {
+pub(super) fn metric_format(model: &SemanticModel, metric: &str) -> Format {
     model
         .project
         .metric(metric)

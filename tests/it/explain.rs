@@ -677,6 +677,8 @@ fn explain_never_panics_on_odd_input() {
         vec!["explain", "révénue"],
         vec!["explain", "rev", "--as-of", "1970-01-01"],
         vec!["explain", "rev", "--as-of", "9999-12-31", "--timeout", "30"],
+        vec!["explain", "rev", "--timeout", "1e300"],
+        vec!["explain", "rev", "--timeout", "-1"],
     ] {
         let out = p.kpic(&args);
         let err = String::from_utf8_lossy(&out.stderr);
