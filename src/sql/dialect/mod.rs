@@ -191,6 +191,11 @@ pub trait Dialect {
         cast(e, varchar())
     }
 
+    /// 1 when `cond` holds, else 0: `CAST(cond AS INTEGER)`.
+    fn flag(&self, cond: Expr) -> Expr {
+        cast(cond, DataType::Integer(None))
+    }
+
     /// Natural logarithm (driver attribution): `ln(e)`.
     fn ln(&self, e: Expr) -> Expr {
         func("ln", vec![e])

@@ -103,13 +103,26 @@ pub fn segment_query(
             .map(|k| sqlparser::ast::SelectItem::UnnamedExpr(k.clone()))
             .collect();
         for (j, component) in &source.components {
-            let current = match &component.filter {
-                Some(f) => and(f.clone(), in_current.clone()),
-                None => in_current.clone(),
+            let filter = component.filter.as_ref();
+            // The current range's part: sums weighted by a 0/1 flag (one
+            // multiplication per row, cheaper than a second FILTER in
+            // DuckDB), or a FILTER for measures that cannot be weighted.
+            let current = match weighted(&component.measure, &d.flag(in_current.clone())) {
+                Some(m) => with_filter(&m, filter),
+                None => {
+                    let cond = match filter {
+                        Some(f) => and(f.clone(), in_current.clone()),
+                        None => in_current.clone(),
+                    };
+                    with_filter(&component.measure, Some(&cond))
+                }
             };
-            for (suffix, cond) in [("t", component.filter.as_ref()), ("1", Some(&current))] {
+            for (suffix, value) in [
+                ("t", with_filter(&component.measure, filter)),
+                ("1", current),
+            ] {
                 leaf_items.push(item(
-                    cast(with_filter(&component.measure, cond), d.double_type()),
+                    cast(value, d.double_type()),
                     &format!("c{j}_{suffix}"),
                 ));
             }
@@ -177,9 +190,87 @@ pub fn segment_query(
     }
 }
 
+/// `measure` with every row weighted by `flag` (0 or 1): `sum(x)` →
+/// `sum(x * flag)`, `count(*)` → `sum(flag)`, `count(x)` →
+/// `sum(CASE WHEN x IS NOT NULL THEN flag ELSE 0 END)`; `None` when the
+/// measure holds any other aggregate (distinct, min, …).
+fn weighted(measure: &Expr, flag: &Expr) -> Option<Expr> {
+    use sqlparser::ast::{FunctionArg, FunctionArgExpr, FunctionArguments};
+    match measure {
+        Expr::Nested(e) => weighted(e, flag).map(paren),
+        Expr::UnaryOp { op, expr } => Some(Expr::UnaryOp {
+            op: *op,
+            expr: Box::new(weighted(expr, flag)?),
+        }),
+        Expr::BinaryOp { left, op, right }
+            if matches!(
+                op,
+                sqlparser::ast::BinaryOperator::Plus | sqlparser::ast::BinaryOperator::Minus
+            ) =>
+        {
+            Some(binop(
+                weighted(left, flag)?,
+                op.clone(),
+                weighted(right, flag)?,
+            ))
+        }
+        Expr::Function(f) => {
+            if f.over.is_some() || f.filter.is_some() {
+                return None;
+            }
+            let FunctionArguments::List(list) = &f.args else {
+                return None;
+            };
+            if list.duplicate_treatment.is_some() || list.args.len() != 1 {
+                return None;
+            }
+            let name = crate::semantic::aggregates::function_name(f);
+            let weighted_arg = match (&list.args[0], name.as_str()) {
+                (FunctionArg::Unnamed(FunctionArgExpr::Expr(x)), "sum") => {
+                    mul(paren(x.clone()), flag.clone())
+                }
+                (FunctionArg::Unnamed(FunctionArgExpr::Wildcard), "count") => flag.clone(),
+                (FunctionArg::Unnamed(FunctionArgExpr::Expr(x)), "count") => case(
+                    vec![(Expr::IsNotNull(Box::new(x.clone())), flag.clone())],
+                    Some(int(0)),
+                ),
+                _ => return None,
+            };
+            Some(func("sum", vec![weighted_arg]))
+        }
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::dimension_sets;
+
+    fn parse(s: &str) -> sqlparser::ast::Expr {
+        sqlparser::parser::Parser::new(&sqlparser::dialect::GenericDialect {})
+            .try_with_sql(s)
+            .and_then(|mut p| p.parse_expr())
+            .expect("test expression parses")
+    }
+
+    #[test]
+    fn weighted_sums_and_counts() {
+        let flag = parse("f");
+        let w = |m: &str| super::weighted(&parse(m), &flag).map(|e| e.to_string());
+        assert_eq!(w("sum(amount)").as_deref(), Some("sum(amount * f)"));
+        assert_eq!(w("count(*)").as_deref(), Some("sum(f)"));
+        assert_eq!(
+            w("count(x)").as_deref(),
+            Some("sum(CASE WHEN x IS NOT NULL THEN f ELSE 0 END)")
+        );
+        assert_eq!(
+            w("sum(a) - (sum(b))").as_deref(),
+            Some("sum(a * f) - sum(b * f)")
+        );
+        for other in ["count(DISTINCT x)", "min(x)", "sum(x) * 2", "avg(x)"] {
+            assert_eq!(w(other), None, "{other}");
+        }
+    }
 
     #[test]
     fn dimension_sets_up_to_depth() {
