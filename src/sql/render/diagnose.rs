@@ -15,6 +15,7 @@ use sqlparser::ast::{Expr, GroupByExpr, Query, SelectItem};
 
 use super::{
     MEMBER, MEMBER_DIM, PRESENCE, PREVIOUS_DENOMINATOR, RATIO_DEN, RATIO_NUM, Renderer, rel, step,
+    whole_or_like_for_like,
 };
 use crate::plan::{AggNode, BreakdownPlan, BreakdownShape, Identity, KpiNode};
 use crate::sql::NamedQuery;
@@ -182,8 +183,7 @@ impl Renderer<'_> {
     /// totals (`_eff`).
     pub(super) fn breakdown_steps(&self, k: &KpiNode, b: &BreakdownPlan) -> Vec<NamedQuery> {
         let cmp = format!("kpic_kb_{}_cmp", k.name);
-        let complete = col("is_complete");
-        let pick = |full: Expr, lfl: Expr| case(vec![(complete.clone(), full)], Some(lfl));
+        let pick = whole_or_like_for_like;
         let leaf = |variant: &str, name: &str| col(&format!("{variant}__{name}"));
         let member_value = |variant: &str| self.value(k, &k.metric, variant);
         let mut items = vec![
@@ -342,8 +342,7 @@ impl Renderer<'_> {
         if k.drivers.is_empty() {
             return vec![];
         }
-        let complete = col("is_complete");
-        let pick = |full: Expr, lfl: Expr| case(vec![(complete.clone(), full)], Some(lfl));
+        let pick = whole_or_like_for_like;
         let variants = |m: &str| {
             [
                 self.value(k, m, "v"),

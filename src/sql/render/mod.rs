@@ -23,7 +23,7 @@ mod diagnose;
 mod segments;
 
 pub use diagnose::driver_step_metrics;
-pub use segments::{SegmentRanges, dimension_sets, segment_query};
+pub use segments::{SegmentRanges, segment_query};
 
 use super::{CheckQuery, CompiledSql, Dialect, NamedQuery, OutputQuery};
 use crate::model::{Accumulation, Direction, Grain, PeriodAgg};
@@ -341,6 +341,12 @@ fn single_sum_or_count(measure: &Expr) -> bool {
     }
 }
 
+/// A comparison value in a KPI step: the whole comparison period's when the
+/// row's period is complete, the like-for-like one otherwise (SPEC §7).
+fn whole_or_like_for_like(whole: Expr, like_for_like: Expr) -> Expr {
+    case(vec![(col("is_complete"), whole)], Some(like_for_like))
+}
+
 /// Adds `cond` to the FILTER clause of every aggregate in `measure`.
 fn with_filter(measure: &Expr, cond: Option<&Expr>) -> Expr {
     let mut m = measure.clone();
@@ -521,18 +527,7 @@ impl Renderer<'_> {
     /// [`Self::period_aggregate`] from daily totals (sums and counts only).
     fn period_aggregate_by_day(&self, a: &AggNode) -> NamedQuery {
         let d = self.dialect;
-        let mut daily_items = vec![item(col(DAY), DAY)];
-        daily_items.extend(a.columns.iter().map(|c| {
-            item(
-                cast(with_filter(&c.measure, c.filter.as_ref()), d.double_type()),
-                &c.name,
-            )
-        }));
-        let mut daily = select(
-            daily_items,
-            vec![from(table(object(&rel(&a.scan)), None), vec![])],
-        );
-        daily.group_by = sqlparser::ast::GroupByExpr::Expressions(vec![col(DAY)], vec![]);
+        let daily = self.daily_totals(a);
         let period = d.period_start(a.grain, col(DAY));
         let lfl = lt(d.day_diff(period.clone(), col(DAY)), self.elapsed(a.grain));
         let mut projection = vec![item(period.clone(), "period_start")];
@@ -544,10 +539,7 @@ impl Renderer<'_> {
                 projection.push(item(Expr::Function(f), &format!("{}__lfl", c.name)));
             }
         }
-        let mut sel = select(
-            projection,
-            vec![from(derived(select_query(daily), "days"), vec![])],
-        );
+        let mut sel = select(projection, vec![from(derived(daily, "days"), vec![])]);
         sel.group_by = sqlparser::ast::GroupByExpr::Expressions(vec![period], vec![]);
         NamedQuery {
             name: rel(&a.name),
@@ -555,6 +547,37 @@ impl Renderer<'_> {
             deps: self.deps(vec![rel(&a.scan)]),
             shared: true,
         }
+    }
+
+    /// Each day's totals of `a`'s columns (sums and counts only), per
+    /// member of each breakdown dimension when `a` has any.
+    fn daily_totals(&self, a: &AggNode) -> Query {
+        let members = !a.by.is_empty();
+        let mut items = vec![item(col(DAY), DAY)];
+        if members {
+            items.extend(member_items(&a.by));
+        }
+        items.extend(a.columns.iter().map(|c| {
+            item(
+                cast(
+                    with_filter(&c.measure, c.filter.as_ref()),
+                    self.dialect.double_type(),
+                ),
+                &c.name,
+            )
+        }));
+        let rows = if members {
+            self.rows_with_members(a, None, "r")
+        } else {
+            table(object(&rel(&a.scan)), None)
+        };
+        let mut daily = select(items, vec![from(rows, vec![])]);
+        daily.group_by = if members {
+            grouping_sets(col(DAY), a.by.len())
+        } else {
+            sqlparser::ast::GroupByExpr::Expressions(vec![col(DAY)], vec![])
+        };
+        select_query(daily)
     }
 
     /// A rolling measure (`window`, `to_date`) per period. For
@@ -661,23 +684,7 @@ impl Renderer<'_> {
             }
         };
         let rows = if by_day {
-            let mut items = vec![item(col(DAY), DAY)];
-            if members {
-                items.extend(member_items(&a.by));
-            }
-            items.extend(a.columns.iter().map(|c| {
-                item(
-                    cast(with_filter(&c.measure, c.filter.as_ref()), d.double_type()),
-                    &c.name,
-                )
-            }));
-            let mut daily = select(items, vec![from(scan_rows("r"), vec![])]);
-            daily.group_by = if members {
-                grouping_sets(col(DAY), a.by.len())
-            } else {
-                sqlparser::ast::GroupByExpr::Expressions(vec![col(DAY)], vec![])
-            };
-            derived(select_query(daily), "s")
+            derived(self.daily_totals(a), "s")
         } else if members {
             // One row per (row, dimension): joins then match the member by
             // equality (a hash join), not by a CASE over the dimension.
@@ -1129,7 +1136,7 @@ impl Renderer<'_> {
         let actual = self.value(k, m, "v");
         let prev_full = self.value(k, m, "pv");
         let ly_full = self.value(k, m, "yv");
-        let pick = |full: Expr, lfl: Expr| case(vec![(complete.clone(), full)], Some(lfl));
+        let pick = whole_or_like_for_like;
         let target = match &k.target {
             None => cast(null(), double()),
             Some(TargetPlan::Absolute(v)) => cast(num(*v), double()),
