@@ -284,27 +284,13 @@ pub fn explain(
     if let Some(node) = node
         && !node.drivers.is_empty()
     {
-        let drv_sql = format!(
-            "SELECT CAST(period_start AS VARCHAR) AS __start, * FROM ({}) AS d",
-            select(&format!("kpic_k_{}_drv", node.name))?
-        );
-        let drv_rows = session.rows(&drv_sql, "the driver values")?;
-        let columns = driver_columns(node);
-        let find = |start: NaiveDate| {
-            drv_rows.iter().find(|r| {
-                r.first()
-                    .and_then(|c| c.text())
-                    .and_then(|t| t.parse::<NaiveDate>().ok())
-                    == Some(start)
-            })
-        };
-        let values = |row: Option<&Vec<Cell>>, prefix: &str| -> HashMap<String, Option<f64>> {
-            columns
-                .iter()
-                .filter_map(|(name, i)| {
-                    let metric = name.strip_prefix(prefix)?;
-                    Some((metric.to_string(), row.and_then(|r| r.get(*i)?.number())))
-                })
+        let drv_rows = read_driver_step(&session, &compiled, node)?;
+        let find = |start: NaiveDate| drv_rows.iter().find(|(s, _)| *s == start).map(|(_, v)| v);
+        // Values of the columns `<prefix><metric>`, by metric.
+        let values = |row: Option<&Values>, prefix: &str| -> Values {
+            row.into_iter()
+                .flatten()
+                .filter_map(|(name, v)| Some((name.strip_prefix(prefix)?.to_string(), *v)))
                 .collect()
         };
         let row = find(current.start);
@@ -596,23 +582,42 @@ fn as_of_date(
         .unwrap_or(current.end.pred_opt().unwrap_or(current.end)))
 }
 
-/// Column positions of explain's read of the driver step (`__start` as
-/// text, then the step's `period_start`, `k1`, `k0`,
-/// `x1__m`, `x0__m`, `xy__m` …), in the order the renderer writes them.
-fn driver_columns(node: &crate::plan::KpiNode) -> Vec<(String, usize)> {
-    let mut names = vec![
-        "__start".to_string(),
-        "period_start".into(),
-        "k1".into(),
-        "k0".into(),
-        "ky".into(),
-    ];
+/// Values by metric (or by driver-step column), NULL as `None`.
+type Values = HashMap<String, Option<f64>>;
+
+/// The rows of the KPI's driver step (`kpic_k_<kpi>_drv`), in period
+/// order: each period's start and its values by column name (`k1`, `k0`,
+/// `ky`, `x1__m`, `x0__m`, `xy__m`, in the order the renderer writes them).
+fn read_driver_step(
+    session: &Session,
+    compiled: &crate::sql::CompiledSql,
+    node: &crate::plan::KpiNode,
+) -> Result<Vec<(NaiveDate, Values)>, Diagnostic> {
+    let step = format!("kpic_k_{}_drv", node.name);
+    let query = compiled
+        .select_after(&step, &session.materialized)
+        .ok_or_else(|| Diagnostic::new(Code::QueryFailed, format!("internal: no step `{step}`")))?;
+    let sql = format!(
+        "SELECT CAST(period_start AS VARCHAR) AS __start, * FROM ({query}) AS d ORDER BY period_start"
+    );
+    let mut names = vec!["k1".to_string(), "k0".into(), "ky".into()];
     for m in crate::sql::driver_step_metrics(node) {
-        names.push(format!("x1__{m}"));
-        names.push(format!("x0__{m}"));
-        names.push(format!("xy__{m}"));
+        names.extend(["x1", "x0", "xy"].map(|p| format!("{p}__{m}")));
     }
-    names.into_iter().enumerate().map(|(i, n)| (n, i)).collect()
+    // Columns: __start, period_start, then `names`.
+    Ok(session
+        .rows(&sql, "the driver values")?
+        .into_iter()
+        .filter_map(|row| {
+            let start = row.first()?.text()?.parse::<NaiveDate>().ok()?;
+            let values = names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (n.clone(), row.get(i + 2).and_then(Cell::number)))
+                .collect();
+            Some((start, values))
+        })
+        .collect())
 }
 
 /// Adds up the rows of the segment query into a [`search::Cube`].
@@ -716,25 +721,11 @@ pub fn decomposition_check(
         let (Some(identity), Some(dec)) = (&node.identity, &k.decomposition) else {
             continue;
         };
-        let Some(query) =
-            compiled.select_after(&format!("kpic_k_{}_drv", node.name), &session.materialized)
-        else {
+        let Ok(rows) = read_driver_step(&session, &compiled, node) else {
             continue;
         };
-        let sql = format!(
-            "SELECT CAST(period_start AS VARCHAR) AS __start, * FROM ({query}) AS d ORDER BY period_start"
-        );
-        let Ok(rows) = session.rows(&sql, "decomposition check") else {
-            continue;
-        };
-        let columns = driver_columns(node);
-        let position = |name: &str| columns.iter().find(|(n, _)| n == name).map(|(_, i)| *i);
-        for row in rows {
-            let value = |name: &str| {
-                position(name)
-                    .and_then(|i| row.get(i))
-                    .and_then(Cell::number)
-            };
+        for (start, values) in rows {
+            let value = |name: &str| values.get(name).copied().flatten();
             let Some(kpi_value) = value("k1") else {
                 continue;
             };
@@ -744,11 +735,7 @@ pub fn decomposition_check(
             };
             let gap = (identity_value - kpi_value).abs();
             if gap > 0.001 * kpi_value.abs().max(f64::MIN_POSITIVE) {
-                let start = row.first().and_then(Cell::text).unwrap_or("?");
-                let period = start
-                    .parse::<NaiveDate>()
-                    .map(|d| label(k.grain, d))
-                    .unwrap_or_else(|_| start.to_string());
+                let period = label(k.grain, start);
                 diags.push(
                     Diagnostic::new(
                         Code::DecompositionMismatch,
