@@ -14,7 +14,7 @@
 use std::collections::BTreeSet;
 use std::ops::ControlFlow;
 
-use sqlparser::ast::{BinaryOperator, Expr, UnaryOperator};
+use sqlparser::ast::Expr;
 
 use super::{AggColumn, AggNode, BreakdownPlan, BreakdownShape, Builder, Formula, MemberDim};
 use crate::model::Kpi;
@@ -23,7 +23,7 @@ use crate::model::Kpi;
 pub const MEMBER_SUFFIX: &str = "__by";
 
 /// Column counting a member's rows in filter context `ctx`.
-pub fn presence_column(ctx: &str) -> String {
+fn presence_column(ctx: &str) -> String {
     format!("__kpic_rows__{ctx}")
 }
 
@@ -188,28 +188,76 @@ fn metric_closure<'a>(metric: &str, formulas: &'a [(String, Formula)]) -> BTreeS
     out
 }
 
-/// Whether `metric`'s members add up to it: an additive measure, or `+`/`−`
-/// over such metrics.
+/// Whether `metric`'s members add up to it: `+`/`−` over additive
+/// measures that are 0 over no rows.
 fn additive(metric: &str, formulas: &[(String, Formula)]) -> bool {
-    fn expr(e: &Expr, formulas: &[(String, Formula)]) -> bool {
+    let mut leaves = Vec::new();
+    signed_leaves(metric, 1.0, formulas, &mut leaves, 0).is_ok()
+        && leaves.iter().all(|(f, _)| {
+            matches!(
+                f,
+                Formula::Leaf {
+                    additive: true,
+                    fill: Some(0.0),
+                    ..
+                }
+            )
+        })
+}
+
+/// The leaves of an additive metric with their signs.
+pub(super) fn signed_leaves<'a>(
+    metric: &str,
+    sign: f64,
+    formulas: &'a [(String, Formula)],
+    out: &mut Vec<(&'a Formula, f64)>,
+    depth: usize,
+) -> Result<(), String> {
+    use sqlparser::ast::{BinaryOperator, Expr, UnaryOperator};
+    fn walk<'a>(
+        e: &Expr,
+        sign: f64,
+        formulas: &'a [(String, Formula)],
+        out: &mut Vec<(&'a Formula, f64)>,
+        depth: usize,
+    ) -> Result<(), String> {
         match e {
-            Expr::Nested(inner) => expr(inner, formulas),
+            Expr::Nested(inner) => walk(inner, sign, formulas, out, depth),
             Expr::UnaryOp {
-                op: UnaryOperator::Minus | UnaryOperator::Plus,
-                expr: inner,
-            } => expr(inner, formulas),
+                op: UnaryOperator::Minus,
+                expr,
+            } => walk(expr, -sign, formulas, out, depth),
+            Expr::UnaryOp {
+                op: UnaryOperator::Plus,
+                expr,
+            } => walk(expr, sign, formulas, out, depth),
             Expr::BinaryOp {
                 left,
-                op: BinaryOperator::Plus | BinaryOperator::Minus,
+                op: op @ (BinaryOperator::Plus | BinaryOperator::Minus),
                 right,
-            } => expr(left, formulas) && expr(right, formulas),
-            Expr::Identifier(i) => additive(&i.value, formulas),
-            _ => false,
+            } => {
+                walk(left, sign, formulas, out, depth)?;
+                let s = if *op == BinaryOperator::Minus {
+                    -sign
+                } else {
+                    sign
+                };
+                walk(right, s, formulas, out, depth)
+            }
+            Expr::Identifier(i) => signed_leaves(&i.value, sign, formulas, out, depth + 1),
+            other => Err(format!("`{other}` is not a sum of metrics")),
         }
     }
+    // Metric definitions are acyclic (checked), but stay bounded anyway.
+    if depth > 64 {
+        return Err("metric expressions nest too deeply".into());
+    }
     match formulas.iter().find(|(n, _)| n == metric) {
-        Some((_, Formula::Leaf { additive, fill, .. })) => *additive && *fill == Some(0.0),
-        Some((_, Formula::Derived(e))) => expr(e, formulas),
-        None => false,
+        Some((_, f @ Formula::Leaf { .. })) => {
+            out.push((f, sign));
+            Ok(())
+        }
+        Some((_, Formula::Derived(e))) => walk(e, sign, formulas, out, depth),
+        None => Err(format!("internal: metric `{metric}` is not planned")),
     }
 }

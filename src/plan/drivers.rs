@@ -16,7 +16,7 @@ use crate::semantic::KpiInfo;
 
 /// Most metrics an identity may have: the Shapley split evaluates it on
 /// every subset of them (2^n evaluations).
-pub const MAX_IDENTITY_METRICS: usize = 10;
+const MAX_IDENTITY_METRICS: usize = 10;
 
 pub(super) fn plan_drivers(info: &KpiInfo) -> (Vec<DriverPlan>, Option<Identity>) {
     let identity = info.identity.as_ref().and_then(identity);

@@ -11,6 +11,7 @@
 //! In: a [`Plan`] holding the KPI (planned with its breakdowns). Out: a
 //! [`SegmentPlan`], or the reason the KPI cannot be localized.
 
+use super::breakdowns::signed_leaves;
 use super::{AggColumn, BreakdownShape, Formula, MemberDim, Plan};
 
 /// How a segment's value follows from the components.
@@ -123,61 +124,4 @@ pub fn segment_plan(plan: &Plan, kpi: &str) -> Result<SegmentPlan, String> {
         components: leaves.len(),
         sources,
     })
-}
-
-/// The leaves of an additive metric with their signs.
-fn signed_leaves<'a>(
-    metric: &str,
-    sign: f64,
-    formulas: &'a [(String, Formula)],
-    out: &mut Vec<(&'a Formula, f64)>,
-    depth: usize,
-) -> Result<(), String> {
-    use sqlparser::ast::{BinaryOperator, Expr, UnaryOperator};
-    fn walk<'a>(
-        e: &Expr,
-        sign: f64,
-        formulas: &'a [(String, Formula)],
-        out: &mut Vec<(&'a Formula, f64)>,
-        depth: usize,
-    ) -> Result<(), String> {
-        match e {
-            Expr::Nested(inner) => walk(inner, sign, formulas, out, depth),
-            Expr::UnaryOp {
-                op: UnaryOperator::Minus,
-                expr,
-            } => walk(expr, -sign, formulas, out, depth),
-            Expr::UnaryOp {
-                op: UnaryOperator::Plus,
-                expr,
-            } => walk(expr, sign, formulas, out, depth),
-            Expr::BinaryOp {
-                left,
-                op: op @ (BinaryOperator::Plus | BinaryOperator::Minus),
-                right,
-            } => {
-                walk(left, sign, formulas, out, depth)?;
-                let s = if *op == BinaryOperator::Minus {
-                    -sign
-                } else {
-                    sign
-                };
-                walk(right, s, formulas, out, depth)
-            }
-            Expr::Identifier(i) => signed_leaves(&i.value, sign, formulas, out, depth + 1),
-            other => Err(format!("`{other}` is not a sum of metrics")),
-        }
-    }
-    // Metric definitions are acyclic (checked), but stay bounded anyway.
-    if depth > 64 {
-        return Err("metric expressions nest too deeply".into());
-    }
-    match formulas.iter().find(|(n, _)| n == metric) {
-        Some((_, f @ Formula::Leaf { .. })) => {
-            out.push((f, sign));
-            Ok(())
-        }
-        Some((_, Formula::Derived(e))) => walk(e, sign, formulas, out, depth),
-        None => Err(format!("internal: metric `{metric}` is not planned")),
-    }
 }

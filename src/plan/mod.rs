@@ -29,8 +29,7 @@ mod breakdowns;
 mod drivers;
 pub mod explain;
 
-pub use breakdowns::{MEMBER_SUFFIX, presence_column};
-pub use drivers::MAX_IDENTITY_METRICS;
+pub use breakdowns::MEMBER_SUFFIX;
 
 /// What a plan is for.
 #[derive(Debug, Clone)]

@@ -14,7 +14,7 @@ use std::collections::BTreeSet;
 use sqlparser::ast::Query;
 
 pub use dialect::{DIALECTS, Dialect, dialect_named};
-pub use render::{SegmentRanges, dimension_sets, driver_step_metrics, plan_to_sql, segment_query};
+pub use render::{SegmentRanges, driver_step_metrics, plan_to_sql, segment_query};
 
 /// A named query other queries refer to by name.
 #[derive(Debug, Clone)]
