@@ -4,9 +4,9 @@
 
 use sqlparser::ast::helpers::attached_token::AttachedToken;
 use sqlparser::ast::{
-    BinaryOperator, CaseWhen, CastKind, Cte, DataType, Expr, Function, FunctionArg,
-    FunctionArgExpr, FunctionArgumentList, FunctionArguments, GroupByExpr, Ident, Join,
-    JoinConstraint, JoinOperator, ObjectName, OrderByExpr, OrderByOptions, Query, Select,
+    BinaryOperator, CaseWhen, CastKind, Cte, CteAsMaterialized, DataType, Expr, Function,
+    FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments, GroupByExpr, Ident,
+    Join, JoinConstraint, JoinOperator, ObjectName, OrderByExpr, OrderByOptions, Query, Select,
     SelectFlavor, SelectItem, SetExpr, SetOperator, SetQuantifier, TableAlias, TableFactor,
     TableWithJoins, UnaryOperator, Value, With,
 };
@@ -392,6 +392,34 @@ pub fn union(parts: Vec<Query>, distinct: bool) -> Option<Query> {
 
 /// `WITH name AS (query), … q`.
 pub fn with(q: Query, ctes: Vec<(String, Query)>) -> Query {
+    with_ctes(
+        q,
+        ctes.into_iter()
+            .map(|(name, q)| cte(&name, q, None))
+            .collect(),
+    )
+}
+
+/// `WITH name [AS MATERIALIZED] (q)`, one common table expression.
+pub fn cte(name: &str, q: Query, materialized: Option<CteAsMaterialized>) -> Cte {
+    Cte {
+        alias: TableAlias {
+            explicit: false,
+            ..alias(name)
+        },
+        query: Box::new(q),
+        from: None,
+        materialized,
+        closing_paren_token: AttachedToken::empty(),
+    }
+}
+
+/// `q` with `ctes` put before the common table expressions it already
+/// has (they may read `ctes`).
+pub fn with_ctes(q: Query, mut ctes: Vec<Cte>) -> Query {
+    if let Some(own) = &q.with {
+        ctes.extend(own.cte_tables.iter().cloned());
+    }
     if ctes.is_empty() {
         return q;
     }
@@ -399,19 +427,7 @@ pub fn with(q: Query, ctes: Vec<(String, Query)>) -> Query {
         with: Some(With {
             with_token: AttachedToken::empty(),
             recursive: false,
-            cte_tables: ctes
-                .into_iter()
-                .map(|(name, q)| Cte {
-                    alias: TableAlias {
-                        explicit: false,
-                        ..alias(&name)
-                    },
-                    query: Box::new(q),
-                    from: None,
-                    materialized: None,
-                    closing_paren_token: AttachedToken::empty(),
-                })
-                .collect(),
+            cte_tables: ctes,
         }),
         ..q
     }

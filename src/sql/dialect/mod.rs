@@ -196,6 +196,13 @@ pub trait Dialect {
         cast(cond, DataType::Integer(None))
     }
 
+    /// How to ask for a common table expression to be computed once and
+    /// kept (`WITH x AS MATERIALIZED (…)`), where the engine takes the hint.
+    /// DuckDB and PostgreSQL do; elsewhere `None` (plain `WITH x AS (…)`).
+    fn materialized_cte(&self) -> Option<sqlparser::ast::CteAsMaterialized> {
+        Some(sqlparser::ast::CteAsMaterialized::Materialized)
+    }
+
     /// Natural logarithm (driver attribution): `ln(e)`.
     fn ln(&self, e: Expr) -> Expr {
         func("ln", vec![e])
