@@ -405,6 +405,11 @@ fn compile(
             return failure_kind(&d);
         }
     };
+    let refused = crate::sql::dialect_problems(&model, dialect.as_ref());
+    if refused.has_errors() {
+        ctx.report(&refused, &model.sources);
+        return Outcome::Failure;
+    }
     let compiled = crate::sql::plan_to_sql(&plan, &model, dialect.as_ref());
     let out_dir = out
         .unwrap_or_else(|| {
@@ -413,7 +418,7 @@ fn compile(
                 .join("compiled")
         })
         .join(dialect.name());
-    if let Err(e) = write_compiled(&out_dir, &compiled) {
+    if let Err(e) = write_compiled(&out_dir, &compiled, dialect.as_ref()) {
         eprintln!("error: cannot write `{}`: {e}", out_dir.display());
         return Outcome::Failure;
     }
@@ -426,14 +431,18 @@ fn compile(
     Outcome::Ok
 }
 
-fn write_compiled(dir: &Path, compiled: &crate::sql::CompiledSql) -> std::io::Result<()> {
+fn write_compiled(
+    dir: &Path,
+    compiled: &crate::sql::CompiledSql,
+    dialect: &dyn crate::sql::Dialect,
+) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     for table in crate::sql::OUTPUT_TABLES {
         if let Some(q) = compiled.standalone(table) {
             std::fs::write(dir.join(format!("{table}.sql")), format!("{q:#}\n"))?;
         }
     }
-    std::fs::write(dir.join("build.sql"), compiled.build_script())?;
+    std::fs::write(dir.join("build.sql"), compiled.build_script(dialect))?;
     Ok(())
 }
 

@@ -461,3 +461,12 @@ pub fn double() -> DataType {
 pub fn varchar() -> DataType {
     DataType::Varchar(None)
 }
+
+/// `EXTRACT(field FROM e)`
+pub fn extract(field: sqlparser::ast::DateTimeField, e: Expr) -> Expr {
+    Expr::Extract {
+        field,
+        syntax: sqlparser::ast::ExtractSyntax::From,
+        expr: Box::new(e),
+    }
+}

@@ -9,4 +9,8 @@ impl Dialect for DuckDb {
     fn name(&self) -> &'static str {
         "duckdb"
     }
+
+    fn as_dyn(&self) -> &dyn Dialect {
+        self
+    }
 }

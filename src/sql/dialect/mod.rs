@@ -6,14 +6,20 @@
 //! No `match dialect` anywhere else: callers ask the trait.
 
 mod duckdb;
+mod postgres;
+pub mod translate;
 
 use chrono::NaiveDate;
-use sqlparser::ast::{DataType, DateTimeField, Expr, Interval, Query, TableFactor};
+use sqlparser::ast::{
+    DataType, DateTimeField, Expr, Function, Ident, Interval, Query, Statement, TableFactor,
+};
 
 use super::build::*;
 use crate::model::Grain;
 
 pub use duckdb::DuckDb;
+pub use postgres::Postgres;
+pub use translate::{translate_expr, translate_query, translate_statement};
 
 /// Names accepted by `--dialect`.
 pub const DIALECTS: &[&str] = &[
@@ -31,6 +37,7 @@ pub const DIALECTS: &[&str] = &[
 pub fn dialect_named(name: &str) -> Option<Box<dyn Dialect>> {
     match name {
         "duckdb" => Some(Box::new(DuckDb)),
+        "postgres" => Some(Box::new(Postgres)),
         _ => None,
     }
 }
@@ -45,8 +52,80 @@ fn grain_unit(grain: Grain) -> (&'static str, DateTimeField, i64) {
     }
 }
 
+/// Why an engine cannot compute a construct (an aggregate, a feature), and
+/// what to do instead.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refusal {
+    pub message: String,
+    pub help: String,
+}
+
+/// A statement parsed from `sql` with this dialect's parser, with the
+/// relations named in `names` (placeholder → real name) renamed and, for a
+/// `CREATE TABLE … AS`, the query replaced by `query`. Statement skeletons
+/// are written as SQL text once and rebuilt as AST, so the printer, not
+/// string formatting, places names and quotes.
+pub fn skeleton(
+    dialect: &dyn Dialect,
+    sql: &str,
+    names: &[(&str, &str)],
+    query: Option<Query>,
+) -> Statement {
+    use sqlparser::ast::VisitMut;
+    let parsed = sqlparser::parser::Parser::parse_sql(dialect.parser().as_ref(), sql);
+    let mut statement = match parsed.ok().and_then(|mut v| v.pop()) {
+        Some(s) => s,
+        // The skeletons are constants of the dialect files; a test parses
+        // each one. Reaching this is a bug in a dialect file.
+        None => panic!(
+            "statement skeleton does not parse for {}: {sql}",
+            dialect.name()
+        ),
+    };
+    let _ = sqlparser::ast::visit_relations_mut(&mut statement, |relation| {
+        let text = relation.to_string();
+        if let Some((_, real)) = names.iter().find(|(placeholder, _)| *placeholder == text) {
+            *relation = object(real);
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+    // Renamed relations in other positions (ALTER … RENAME TO) are idents.
+    struct Rename<'a>(&'a [(&'a str, &'a str)]);
+    impl sqlparser::ast::VisitorMut for Rename<'_> {
+        type Break = ();
+        fn post_visit_ident(&mut self, ident: &mut Ident) -> std::ops::ControlFlow<()> {
+            if let Some((_, real)) = self.0.iter().find(|(p, _)| *p == ident.value) {
+                *ident = super::build::ident(real);
+            }
+            std::ops::ControlFlow::Continue(())
+        }
+    }
+    let _ = statement.visit(&mut Rename(names));
+    translate_statement(&mut statement, dialect);
+    // The query goes in last: it is already rendered for the dialect.
+    if let (Statement::CreateTable(ct), Some(q)) = (&mut statement, query) {
+        ct.query = Some(Box::new(q));
+    }
+    statement
+}
+
+/// The SQL dialect of one engine. Construction methods build the tree for
+/// what differs in meaning (dates, spines, NULL matching); style methods
+/// are applied to every rendered query by the [`translate`] pass; build
+/// methods write `build.sql`. Defaults are DuckDB's.
 pub trait Dialect {
     fn name(&self) -> &'static str;
+
+    /// sqlparser's dialect for this engine: statement skeletons are parsed
+    /// with it, and the tests re-parse exported SQL with it.
+    fn parser(&self) -> Box<dyn sqlparser::dialect::Dialect> {
+        Box::new(sqlparser::dialect::DuckDbDialect {})
+    }
+
+    /// sqlglot's name for this engine (the tests' independent parser).
+    fn sqlglot_name(&self) -> &'static str {
+        self.name()
+    }
 
     /// `DATE '2026-01-31'`
     fn date_literal(&self, d: NaiveDate) -> Expr {
@@ -207,4 +286,79 @@ pub trait Dialect {
     fn ln(&self, e: Expr) -> Expr {
         func("ln", vec![e])
     }
+
+    // ---- style: applied by the translate pass --------------------------
+
+    /// Whether aggregates take `FILTER (WHERE …)`; without, the pass moves
+    /// the condition into a `CASE` inside the aggregate.
+    fn aggregate_filter(&self) -> bool {
+        true
+    }
+
+    /// One of kpic's aggregates (SPEC §3.2) in this engine's words:
+    /// `Ok(None)` keeps the call as written, `Ok(Some(e))` replaces it,
+    /// `Err` refuses it (reported at the metric before compiling).
+    fn aggregate(&self, _name: &str, _call: &Function) -> Result<Option<Expr>, Refusal> {
+        Ok(None)
+    }
+
+    /// A type named in a CAST, as this engine spells it.
+    fn data_type(&self, t: DataType) -> DataType {
+        t
+    }
+
+    /// A quoted identifier (quote character, case folding). Unquoted
+    /// identifiers are left to the engine's own folding.
+    fn identifier(&self, _ident: &mut Ident) {}
+
+    /// A string literal that the default `'…'` with doubled quotes would
+    /// misread (`None`: keep it). Engines that read backslash escapes in
+    /// strings need their own.
+    fn string_literal(&self, _text: &str) -> Option<Expr> {
+        None
+    }
+
+    // ---- build.sql --------------------------------------------------------
+
+    /// Statements that open build.sql before anything else (session
+    /// settings, `BEGIN`).
+    fn build_prologue(&self) -> Vec<Statement> {
+        vec![skeleton(self.as_dyn(), "BEGIN TRANSACTION", &[], None)]
+    }
+
+    /// Statements that close build.sql (`COMMIT`).
+    fn build_epilogue(&self) -> Vec<Statement> {
+        vec![skeleton(self.as_dyn(), "COMMIT", &[], None)]
+    }
+
+    /// A shared step materialized for the rest of the build, or `None` to
+    /// inline it as a CTE wherever it is read.
+    fn temp_table(&self, name: &str, query: Query) -> Option<Statement> {
+        Some(skeleton(
+            self.as_dyn(),
+            "CREATE OR REPLACE TEMPORARY TABLE kpic_t AS SELECT 1",
+            &[("kpic_t", name)],
+            Some(query),
+        ))
+    }
+
+    /// Statements that replace the output tables `(name, query)` so that a
+    /// reader sees the old tables or the new ones. DuckDB: `CREATE OR
+    /// REPLACE TABLE` inside build.sql's transaction.
+    fn replace_tables(&self, tables: Vec<(String, Query)>) -> Vec<Statement> {
+        tables
+            .into_iter()
+            .map(|(name, q)| {
+                skeleton(
+                    self.as_dyn(),
+                    "CREATE OR REPLACE TABLE kpic_t AS SELECT 1",
+                    &[("kpic_t", &name)],
+                    Some(q),
+                )
+            })
+            .collect()
+    }
+
+    /// `self` as a trait object (for the default methods above).
+    fn as_dyn(&self) -> &dyn Dialect;
 }

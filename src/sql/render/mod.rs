@@ -189,14 +189,33 @@ pub fn plan_to_sql(plan: &Plan, model: &SemanticModel, dialect: &dyn Dialect) ->
             })
         })
         .collect();
-    CompiledSql {
+    let mut compiled = CompiledSql {
         probes,
         dialect: dialect.name(),
         named,
         outputs,
         checks,
         definition_hashes: hashes,
-    }
+    };
+    // The dialect's style, applied once to every query.
+    let translate = |q: &mut Query| super::dialect::translate_query(q, dialect);
+    compiled
+        .named
+        .iter_mut()
+        .for_each(|n| translate(&mut n.query));
+    compiled
+        .outputs
+        .iter_mut()
+        .for_each(|o| translate(&mut o.query));
+    compiled
+        .checks
+        .iter_mut()
+        .for_each(|c| translate(&mut c.query));
+    compiled
+        .probes
+        .iter_mut()
+        .for_each(|p| translate(&mut p.query));
+    compiled
 }
 
 fn step(kpi: &str, part: &str) -> String {
