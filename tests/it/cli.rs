@@ -638,21 +638,27 @@ fn compile_out_dir() {
 }
 
 #[test]
-fn compile_unsupported_and_unknown_dialects_exit_2() {
+fn compile_path_only_sources_for_another_engine_and_unknown_dialects() {
     let p = InitProject::new();
     let out_dir = p.tmp.path().join("sql-out");
+    // The init project's sources are local files only: a project error
+    // (exit 1) pointing at each `path:`, and nothing written.
     let out = p.kpic(&["compile", "--dialect", "snowflake", "--out", s(&out_dir)]);
-    expect_code(&out, 2, "kpic compile --dialect snowflake");
-    assert!(stderr(&out).contains("KPI301"), "stderr:\n{}", stderr(&out));
+    expect_code(
+        &out,
+        1,
+        "kpic compile --dialect snowflake (path-only sources)",
+    );
+    assert!(stderr(&out).contains("KPI302"), "stderr:\n{}", stderr(&out));
     assert!(stdout(&out).trim().is_empty());
     assert!(
         !out_dir.join("snowflake").join("build.sql").exists(),
-        "no SQL is written for a dialect kpic cannot compile"
+        "no SQL is written when the project cannot be compiled"
     );
 
     let out = p.kpic(&["compile", "--dialect", "nonsense"]);
     expect_code(&out, 2, "kpic compile --dialect nonsense");
-    assert!(!stderr(&out).trim().is_empty());
+    assert!(stderr(&out).contains("KPI301"), "stderr:\n{}", stderr(&out));
     assert!(stdout(&out).trim().is_empty());
 }
 

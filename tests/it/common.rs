@@ -170,6 +170,49 @@ pub fn fixture_dir(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// Copies a directory tree (skipping `target/`).
+pub fn copy_tree(from: &Path, to: &Path) {
+    copy_dir(from, to)
+}
+
+/// The project's model YAML with a `table: <file stem>` next to every
+/// source `path:`, so other engines can compile it (SPEC §3.1: `path` on
+/// DuckDB, `table` elsewhere). The engine tests load each file into the
+/// table of that name.
+pub fn add_tables(p: &Project) {
+    fn visit(dir: &Path) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                visit(&path);
+            } else if path.extension().is_some_and(|e| e == "yml" || e == "yaml") {
+                let text = std::fs::read_to_string(&path).expect("read model file");
+                let mut out = String::new();
+                for line in text.lines() {
+                    out.push_str(line);
+                    out.push('\n');
+                    let trimmed = line.trim_start();
+                    if let Some(file) = trimmed.strip_prefix("path: ")
+                        && !text.contains("\n    table:")
+                    {
+                        let indent = &line[..line.len() - trimmed.len()];
+                        let stem = Path::new(file.trim())
+                            .file_stem()
+                            .and_then(|s| s.to_str())
+                            .unwrap_or("data");
+                        out.push_str(&format!("{indent}table: {stem}\n"));
+                    }
+                }
+                std::fs::write(&path, out).expect("write model file");
+            }
+        }
+    }
+    visit(&p.path().join("models"));
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap_or_else(|e| panic!("create {}: {e}", to.display()));
     let entries =

@@ -2492,3 +2492,10 @@ fn negative_values_force_the_shapley_split() {
         .check_method("log")
         .check("contribution", None);
 }
+
+/// Every project of the execution tests above, with the `as_of` its test
+/// runs at, and `table:` next to each source `path:` (for the engine
+/// tests). Filled in as the tests' projects move into constructors.
+pub fn execution_projects() -> Vec<(String, Project, &'static str)> {
+    vec![]
+}

@@ -2,6 +2,7 @@ mod cli;
 mod common;
 mod compile;
 mod diagnostics;
+mod dialects;
 mod docs;
 mod execute;
 mod explain;

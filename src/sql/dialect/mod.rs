@@ -5,9 +5,15 @@
 //!
 //! No `match dialect` anywhere else: callers ask the trait.
 
+mod bigquery;
+mod clickhouse;
+mod databricks;
 mod duckdb;
 mod postgres;
+mod redshift;
+mod snowflake;
 pub mod translate;
+mod trino;
 
 use chrono::NaiveDate;
 use sqlparser::ast::{
@@ -17,9 +23,15 @@ use sqlparser::ast::{
 use super::build::*;
 use crate::model::Grain;
 
+pub use bigquery::BigQuery;
+pub use clickhouse::ClickHouse;
+pub use databricks::Databricks;
 pub use duckdb::DuckDb;
 pub use postgres::Postgres;
+pub use redshift::Redshift;
+pub use snowflake::Snowflake;
 pub use translate::{translate_expr, translate_query, translate_statement};
+pub use trino::Trino;
 
 /// Names accepted by `--dialect`.
 pub const DIALECTS: &[&str] = &[
@@ -38,6 +50,12 @@ pub fn dialect_named(name: &str) -> Option<Box<dyn Dialect>> {
     match name {
         "duckdb" => Some(Box::new(DuckDb)),
         "postgres" => Some(Box::new(Postgres)),
+        "snowflake" => Some(Box::new(Snowflake)),
+        "bigquery" => Some(Box::new(BigQuery)),
+        "databricks" => Some(Box::new(Databricks)),
+        "redshift" => Some(Box::new(Redshift)),
+        "trino" => Some(Box::new(Trino)),
+        "clickhouse" => Some(Box::new(ClickHouse)),
         _ => None,
     }
 }
