@@ -4,6 +4,7 @@ mod compile;
 mod diagnostics;
 mod dialects;
 mod docs;
+mod engines;
 mod execute;
 mod explain;
 mod robustness;
