@@ -158,11 +158,25 @@ fn prepare(name: &str, p: Project, as_of: &str, dialect: &str, root: &Path) -> P
     let out = kpic_in(
         p.path(),
         &[
-            "compile", "--dialect", dialect, "--as-of", as_of, "--out", s(&compiled),
+            "compile",
+            "--dialect",
+            dialect,
+            "--as-of",
+            as_of,
+            "--out",
+            s(&compiled),
         ],
     );
-    expect_code(&out, 0, &format!("{name}: kpic compile --dialect {dialect}"));
-    std::fs::copy(compiled.join(dialect).join("build.sql"), workdir.join("build.sql")).unwrap();
+    expect_code(
+        &out,
+        0,
+        &format!("{name}: kpic compile --dialect {dialect}"),
+    );
+    std::fs::copy(
+        compiled.join(dialect).join("build.sql"),
+        workdir.join("build.sql"),
+    )
+    .unwrap();
     // The sources' data, as DuckDB reads it.
     let data = duckdb::Connection::open_in_memory().unwrap();
     let mut tables = Vec::new();

@@ -386,21 +386,31 @@ kpis:
   - {name: by_year, metric: total, grain: year}
 ";
 
-/// §3.3 period labels `2026-03-15`, `2026-W05`, `2026-03`, `2026-Q1`, `2026`,
-/// with half-open bounds, at all five grains over the same rows.
-#[test]
-fn period_labels_and_bounds_per_grain() {
-    let facts = [
+fn labels_facts() -> [(NaiveDate, f64); 4] {
+    [
         (d("2025-12-29"), 1.0), // Monday of 2026-W01
         (d("2026-01-27"), 2.0), // 2026-W05
         (d("2026-02-10"), 4.0),
         (d("2026-03-15"), 8.0), // Sunday, as_of
-    ];
+    ]
+}
+
+fn labels_project() -> Project {
     let csv = csv_text(
         "sold_on,amount",
-        facts.iter().map(|(t, v)| format!("{},{}", ymd(*t), v)),
+        labels_facts()
+            .iter()
+            .map(|(t, v)| format!("{},{}", ymd(*t), v)),
     );
-    let p = Project::new(&[("models/m.yml", LABELS_MODELS), ("data/sales.csv", &csv)]);
+    Project::new(&[("models/m.yml", LABELS_MODELS), ("data/sales.csv", &csv)])
+}
+
+/// §3.3 period labels `2026-03-15`, `2026-W05`, `2026-03`, `2026-Q1`, `2026`,
+/// with half-open bounds, at all five grains over the same rows.
+#[test]
+fn period_labels_and_bounds_per_grain() {
+    let facts = labels_facts();
+    let p = labels_project();
     let db = p.run("2026-03-15");
     let res = db.results();
     let as_of = d("2026-03-15");
@@ -518,17 +528,21 @@ fn leap_facts() -> Vec<(NaiveDate, f64)> {
     .collect()
 }
 
+fn leap_project() -> Project {
+    let csv = csv_text(
+        "sold_on,amount",
+        leap_facts().iter().map(|(t, v)| format!("{},{v}", ymd(*t))),
+    );
+    Project::new(&[("models/m.yml", LEAP_MODELS), ("data/sales.csv", &csv)])
+}
+
 /// §7 "last_year the same period one year earlier", calendar-correct, around
 /// February 29 at day grain. (Which day is the last_year of 2024-02-29 itself
 /// is not asserted.)
 #[test]
 fn leap_year_day_grain_comparisons() {
     let facts = leap_facts();
-    let csv = csv_text(
-        "sold_on,amount",
-        facts.iter().map(|(t, v)| format!("{},{v}", ymd(*t))),
-    );
-    let p = Project::new(&[("models/m.yml", LEAP_MODELS), ("data/sales.csv", &csv)]);
+    let p = leap_project();
     let db = p.run("2025-03-01");
     let res = db.results();
 
@@ -596,11 +610,7 @@ fn leap_year_day_grain_comparisons() {
 #[test]
 fn leap_february_projection_and_select() {
     let facts = leap_facts();
-    let csv = csv_text(
-        "sold_on,amount",
-        facts.iter().map(|(t, v)| format!("{},{v}", ymd(*t))),
-    );
-    let p = Project::new(&[("models/m.yml", LEAP_MODELS), ("data/sales.csv", &csv)]);
+    let p = leap_project();
     let db = p.run_select("2024-02-10", &["monthly"]);
     let res = db.results();
     assert_eq!(
@@ -671,45 +681,44 @@ kpis:
   - {name: customers_kpi, metric: customers, grain: month}
 ";
 
-/// §3.2 derived metrics (division NULL on 0), §7 projection of derived
-/// metrics (expression over the inputs' projections) and of non-additive
-/// metrics (value to date), §5 numerator/denominator of ratio and avg KPIs,
-/// §7 kpi_metrics (every metric a KPI uses, unfiltered, values to date).
-#[test]
-fn derived_ratio_avg_and_non_additive_metrics() {
-    // (ordered_at, customer, amount); the empty amount is NULL.
-    let orders: [(&str, &str, Option<f64>); 10] = [
-        ("2024-01-05", "A", Some(10.0)),
-        ("2024-01-15", "B", Some(20.0)),
-        ("2024-01-25", "A", Some(30.0)),
-        ("2024-03-03", "B", Some(40.0)),
-        ("2024-03-18", "C", Some(50.0)),
-        ("2024-03-20", "D", None),
-        ("2024-04-02", "A", Some(60.0)),
-        ("2024-04-09", "A", Some(5.0)),
-        ("2024-04-15", "C", Some(1000.0)), // after as_of
-        ("2024-04-30", "E", Some(7.0)),    // after as_of
-    ];
-    let sessions = [
-        "2023-12-05",
-        "2023-12-12",
-        "2023-12-28",
-        "2024-01-02",
-        "2024-01-09",
-        "2024-01-16",
-        "2024-01-30",
-        "2024-02-03",
-        "2024-02-20",
-        "2024-04-01",
-        "2024-04-03",
-        "2024-04-05",
-        "2024-04-08",
-        "2024-04-10",
-        "2024-04-20",
-    ];
+/// (ordered_at, customer, amount) rows of the derived-metrics project; the
+/// empty amount is NULL.
+const DERIVED_ORDERS: [(&str, &str, Option<f64>); 10] = [
+    ("2024-01-05", "A", Some(10.0)),
+    ("2024-01-15", "B", Some(20.0)),
+    ("2024-01-25", "A", Some(30.0)),
+    ("2024-03-03", "B", Some(40.0)),
+    ("2024-03-18", "C", Some(50.0)),
+    ("2024-03-20", "D", None),
+    ("2024-04-02", "A", Some(60.0)),
+    ("2024-04-09", "A", Some(5.0)),
+    ("2024-04-15", "C", Some(1000.0)), // after as_of
+    ("2024-04-30", "E", Some(7.0)),    // after as_of
+];
+
+/// started_at of the derived-metrics project's sessions.
+const DERIVED_SESSIONS: [&str; 15] = [
+    "2023-12-05",
+    "2023-12-12",
+    "2023-12-28",
+    "2024-01-02",
+    "2024-01-09",
+    "2024-01-16",
+    "2024-01-30",
+    "2024-02-03",
+    "2024-02-20",
+    "2024-04-01",
+    "2024-04-03",
+    "2024-04-05",
+    "2024-04-08",
+    "2024-04-10",
+    "2024-04-20",
+];
+
+fn derived_project() -> Project {
     let orders_csv = csv_text(
         "order_id,ordered_at,customer,amount",
-        orders.iter().enumerate().map(|(i, (t, c, a))| {
+        DERIVED_ORDERS.iter().enumerate().map(|(i, (t, c, a))| {
             format!(
                 "{},{t},{c},{}",
                 i + 1,
@@ -719,16 +728,27 @@ fn derived_ratio_avg_and_non_additive_metrics() {
     );
     let sessions_csv = csv_text(
         "session_id,started_at",
-        sessions
+        DERIVED_SESSIONS
             .iter()
             .enumerate()
             .map(|(i, t)| format!("{},{t}", i + 1)),
     );
-    let p = Project::new(&[
+    Project::new(&[
         ("models/m.yml", DERIVED_MODELS),
         ("data/orders.csv", &orders_csv),
         ("data/sessions.csv", &sessions_csv),
-    ]);
+    ])
+}
+
+/// §3.2 derived metrics (division NULL on 0), §7 projection of derived
+/// metrics (expression over the inputs' projections) and of non-additive
+/// metrics (value to date), §5 numerator/denominator of ratio and avg KPIs,
+/// §7 kpi_metrics (every metric a KPI uses, unfiltered, values to date).
+#[test]
+fn derived_ratio_avg_and_non_additive_metrics() {
+    let orders = DERIVED_ORDERS;
+    let sessions = DERIVED_SESSIONS;
+    let p = derived_project();
     let as_of = d("2024-04-10");
     let db = p.run("2024-04-10");
     let res = db.results();
@@ -957,27 +977,34 @@ kpis:
     grain: month
 ";
 
+/// (booked_on, amount) rows of the status project. Month totals: Jan 100,
+/// Feb 95, Mar 80, Apr 55 to date (as_of 2024-04-15, elapsed 15 of 30 days
+/// -> projected 110). The 1000 is after as_of.
+const STATUS_ROWS: [(&str, f64); 7] = [
+    ("2024-01-10", 60.0),
+    ("2024-01-20", 40.0),
+    ("2024-02-15", 95.0),
+    ("2024-03-01", 30.0),
+    ("2024-03-31", 50.0),
+    ("2024-04-15", 55.0),
+    ("2024-04-16", 1000.0),
+];
+
+fn status_project() -> Project {
+    let csv = csv_text(
+        "booked_on,amount",
+        STATUS_ROWS.iter().map(|(t, v)| format!("{t},{v}")),
+    );
+    Project::new(&[("models/m.yml", STATUS_MODELS), ("data/s.csv", &csv)])
+}
+
 /// §3.3 status in both directions with every status, tolerance as `10%`,
 /// `0.1` and the 10% default; §7 status of the incomplete period judged on
 /// `projected` while `attainment` = actual / target.
 #[test]
 fn status_rules_both_directions() {
-    // Month totals: Jan 100, Feb 95, Mar 80, Apr 55 to date (as_of 2024-04-15,
-    // elapsed 15 of 30 days -> projected 110). The 1000 is after as_of.
-    let rows = [
-        ("2024-01-10", 60.0),
-        ("2024-01-20", 40.0),
-        ("2024-02-15", 95.0),
-        ("2024-03-01", 30.0),
-        ("2024-03-31", 50.0),
-        ("2024-04-15", 55.0),
-        ("2024-04-16", 1000.0),
-    ];
-    let csv = csv_text(
-        "booked_on,amount",
-        rows.iter().map(|(t, v)| format!("{t},{v}")),
-    );
-    let p = Project::new(&[("models/m.yml", STATUS_MODELS), ("data/s.csv", &csv)]);
+    // Month totals: Jan 100, Feb 95, Mar 80, Apr 55 to date (STATUS_ROWS).
+    let p = status_project();
     let db = p.run("2024-04-15");
     let res = db.results();
 
@@ -1077,13 +1104,18 @@ kpis:
   - {name: highest_filled_kpi, metric: highest_filled, grain: month}
 ";
 
+fn empty_project() -> Project {
+    // January: 10, 30; February: nothing; March: 5, 7.
+    let csv = "booked_on,a\n2024-01-10,10\n2024-01-20,30\n2024-03-05,5\n2024-03-25,7\n";
+    Project::new(&[("models/m.yml", EMPTY_MODELS), ("data/s.csv", csv)])
+}
+
 /// §7 "Empty periods give 0 for sum/count measures (unless fill_null), NULL
 /// for others"; `no_data` when the value is NULL.
 #[test]
 fn empty_periods_and_fill_null() {
     // January: 10, 30; February: nothing; March: 5, 7.
-    let csv = "booked_on,a\n2024-01-10,10\n2024-01-20,30\n2024-03-05,5\n2024-03-25,7\n";
-    let p = Project::new(&[("models/m.yml", EMPTY_MODELS), ("data/s.csv", csv)]);
+    let p = empty_project();
     let db = p.run("2024-03-31");
     let res = db.results();
 
@@ -1146,34 +1178,41 @@ kpis:
   - {name: sales_7d_daily, metric: sales_7d, grain: day}
 ";
 
+/// (happened_on, customer, amount) rows of the window project.
+const WINDOW_ROWS: [(&str, &str, f64); 15] = [
+    ("2023-11-15", "X", 5.0),
+    ("2023-11-28", "Y", 7.0),
+    ("2023-12-03", "X", 11.0),
+    ("2023-12-30", "Z", 13.0),
+    ("2024-01-24", "X", 17.0),
+    ("2024-01-25", "Y", 19.0),
+    ("2024-01-31", "X", 23.0),
+    ("2024-02-10", "Z", 29.0),
+    ("2024-02-22", "X", 31.0),
+    ("2024-02-23", "Y", 37.0),
+    ("2024-02-29", "Y", 41.0),
+    ("2024-03-03", "Z", 43.0),
+    ("2024-03-04", "X", 47.0),
+    ("2024-03-10", "Z", 53.0),
+    ("2024-03-11", "X", 59.0), // after as_of
+];
+
+fn window_project() -> Project {
+    let csv = csv_text(
+        "happened_on,customer,amount",
+        WINDOW_ROWS.iter().map(|(t, c, a)| format!("{t},{c},{a}")),
+    );
+    Project::new(&[("models/m.yml", WINDOW_MODELS), ("data/ev.csv", &csv)])
+}
+
 /// §7 "`window: N days`: the N days ending at the period's end, or at as_of + 1
 /// day for the incomplete period. `to_date: G`: from the start of the G period
 /// containing the period start, to the same end"; §3.2 `window: all`; §7
 /// windowed metrics are not additive (projected = value to date).
 #[test]
 fn window_and_to_date_metrics() {
-    let rows: [(&str, &str, f64); 15] = [
-        ("2023-11-15", "X", 5.0),
-        ("2023-11-28", "Y", 7.0),
-        ("2023-12-03", "X", 11.0),
-        ("2023-12-30", "Z", 13.0),
-        ("2024-01-24", "X", 17.0),
-        ("2024-01-25", "Y", 19.0),
-        ("2024-01-31", "X", 23.0),
-        ("2024-02-10", "Z", 29.0),
-        ("2024-02-22", "X", 31.0),
-        ("2024-02-23", "Y", 37.0),
-        ("2024-02-29", "Y", 41.0),
-        ("2024-03-03", "Z", 43.0),
-        ("2024-03-04", "X", 47.0),
-        ("2024-03-10", "Z", 53.0),
-        ("2024-03-11", "X", 59.0), // after as_of
-    ];
-    let csv = csv_text(
-        "happened_on,customer,amount",
-        rows.iter().map(|(t, c, a)| format!("{t},{c},{a}")),
-    );
-    let p = Project::new(&[("models/m.yml", WINDOW_MODELS), ("data/ev.csv", &csv)]);
+    let rows = WINDOW_ROWS;
+    let p = window_project();
     let as_of = d("2024-03-10");
     let db = p.run("2024-03-10");
     let res = db.results();
@@ -1472,16 +1511,20 @@ ordered_at,channel,country,amount
 2024-02-01,web,US,30
 ";
 
+fn definitions_project() -> Project {
+    Project::new(&[
+        ("models/m.yml", DEFINITIONS_MODELS),
+        ("data/orders.csv", DEFINITIONS_DATA),
+    ])
+}
+
 /// §5 / §7 kpi_definitions: one row per KPI; absent optional fields NULL;
 /// `format` defaults to `number`; `drivers` lists the effective drivers
 /// (declared, else the decomposition's metrics, else the derived metric's
 /// inputs); lists joined with `, `.
 #[test]
 fn kpi_definitions_columns() {
-    let p = Project::new(&[
-        ("models/m.yml", DEFINITIONS_MODELS),
-        ("data/orders.csv", DEFINITIONS_DATA),
-    ]);
+    let p = definitions_project();
     let db = p.run("2024-02-01");
     let defs = db.definitions();
     assert_eq!(defs.len(), 4, "one kpi_definitions row per KPI");
@@ -1574,10 +1617,7 @@ fn kpi_definitions_columns() {
 /// read as a hash, stays the same when the definition does not).
 #[test]
 fn definition_hash_follows_the_definition() {
-    let p = Project::new(&[
-        ("models/m.yml", DEFINITIONS_MODELS),
-        ("data/orders.csv", DEFINITIONS_DATA),
-    ]);
+    let p = definitions_project();
     let hashes = |defs: &[DefinitionRow]| -> Vec<(String, String)> {
         defs.iter()
             .map(|r| {
@@ -1641,16 +1681,20 @@ kpis:
         2024-03-01: 5
 ";
 
-/// §7 "as_of is inclusive: rows with time < as_of + 1 day count", with a
-/// TIMESTAMP time column.
-#[test]
-fn timestamp_time_column_and_inclusive_as_of() {
+fn timestamp_project() -> Project {
     let csv = "ts,w\n\
                2024-02-29 23:59:59,8\n\
                2024-03-01 00:00:00,1\n\
                2024-03-31 23:30:00,2\n\
                2024-04-01 00:00:00,4\n";
-    let p = Project::new(&[("models/m.yml", TIMESTAMP_MODELS), ("data/hits.csv", csv)]);
+    Project::new(&[("models/m.yml", TIMESTAMP_MODELS), ("data/hits.csv", csv)])
+}
+
+/// §7 "as_of is inclusive: rows with time < as_of + 1 day count", with a
+/// TIMESTAMP time column.
+#[test]
+fn timestamp_time_column_and_inclusive_as_of() {
+    let p = timestamp_project();
     let res = p.run("2024-03-31").results();
     assert_eq!(res.periods("weight_monthly"), ["2024-02", "2024-03"]);
     res.get("weight_monthly", "2024-02")
@@ -1694,18 +1738,22 @@ kpis:
   - {name: total_monthly, metric: total, grain: month}
 ";
 
-/// §2 `as_of: latest` (the default): the latest time value in the sources the
-/// selected KPIs use (not in a source no KPI uses).
-#[test]
-fn default_as_of_is_the_latest_time_of_the_kpi_sources() {
-    let p = Project::new(&[
+fn latest_project() -> Project {
+    Project::new(&[
         ("models/m.yml", LATEST_MODELS),
         (
             "data/sales.csv",
             "sold_on,amount\n2024-01-05,10\n2024-02-10,20\n2024-03-10,30\n",
         ),
         ("data/other.csv", "seen_on,amount\n2024-06-01,1\n"),
-    ]);
+    ])
+}
+
+/// §2 `as_of: latest` (the default): the latest time value in the sources the
+/// selected KPIs use (not in a source no KPI uses).
+#[test]
+fn default_as_of_is_the_latest_time_of_the_kpi_sources() {
+    let p = latest_project();
     let res = p.run_default_as_of().results();
     assert_eq!(
         res.periods("total_monthly"),
@@ -2263,13 +2311,8 @@ fn driver_attribution_log_shapley_and_none() {
     }
 }
 
-/// §3.2: a derived `expr` may use `offset(metric, N unit)`: the metric's
-/// value for the period N units earlier (NULL before the first period),
-/// calendar-correct; the projection of the current period uses the
-/// offset period's (complete) value.
-#[test]
-fn derived_offset_metrics() {
-    let p = Project::new(&[
+fn offset_project() -> Project {
+    Project::new(&[
         (
             "data.csv",
             "day,amount\n2023-01-10,10\n2023-02-10,20\n2023-03-10,30\n2024-01-10,15\n2024-02-10,40\n2024-03-05,12\n2024-03-20,99\n",
@@ -2284,7 +2327,16 @@ fn derived_offset_metrics() {
              \x20 - name: m\n    metric: mom\n    grain: month\n    target: 0\n\
              \x20 - name: q\n    metric: growth\n    grain: quarter\n    target: 0\n",
         ),
-    ]);
+    ])
+}
+
+/// §3.2: a derived `expr` may use `offset(metric, N unit)`: the metric's
+/// value for the period N units earlier (NULL before the first period),
+/// calendar-correct; the projection of the current period uses the
+/// offset period's (complete) value.
+#[test]
+fn derived_offset_metrics() {
+    let p = offset_project();
     let db = p.run("2024-03-10");
     let res = db.results();
     // A year before 2023 is before the data: NULL.
@@ -2335,12 +2387,8 @@ fn offset_finer_than_the_grain_is_an_error() {
     );
 }
 
-/// §3.2 `period_agg`: which daily value of a rolling metric stands for the
-/// period: the last day's (default), the first day's, or the mean over the
-/// period's days (so far). Values computed by hand in the comments.
-#[test]
-fn period_agg_first_last_average() {
-    let p = Project::new(&[
+fn period_agg_project() -> Project {
+    Project::new(&[
         (
             "data.csv",
             "day,x\n2024-01-01,1\n2024-01-02,1\n2024-01-05,1\n2024-02-01,1\n2024-02-03,1\n",
@@ -2359,7 +2407,15 @@ fn period_agg_first_last_average() {
              \x20 - {name: c, metric: w_avg, grain: month, target: 1}\n\
              \x20 - {name: e, metric: ytd_avg, grain: month, target: 1}\n",
         ),
-    ]);
+    ])
+}
+
+/// §3.2 `period_agg`: which daily value of a rolling metric stands for the
+/// period: the last day's (default), the first day's, or the mean over the
+/// period's days (so far). Values computed by hand in the comments.
+#[test]
+fn period_agg_first_last_average() {
+    let p = period_agg_project();
     let res = p.run("2024-02-03").results();
     // last: [Jan 30, Feb 1) is empty; February so far ends at as_of + 1:
     // [Feb 2, Feb 4) holds Feb 3. Previous like for like: [Jan 2, Jan 4).
@@ -2423,10 +2479,8 @@ fn table_source_in_the_duckdb_file() {
     );
 }
 
-/// §7 "Division is NULL when the divisor is 0" holds inside measures too.
-#[test]
-fn division_inside_a_measure_is_null_on_zero() {
-    let p = Project::new(&[
+fn measure_division_project() -> Project {
+    Project::new(&[
         ("data.csv", "day,a,b\n2024-01-05,6,3\n2024-02-05,5,0\n"),
         (
             "models/m.yml",
@@ -2434,7 +2488,13 @@ fn division_inside_a_measure_is_null_on_zero() {
              metrics:\n  - name: r\n    source: s\n    measure: sum(a) / sum(b)\n\
              kpis:\n  - {name: k, metric: r, grain: month, target: 1}\n",
         ),
-    ]);
+    ])
+}
+
+/// §7 "Division is NULL when the divisor is 0" holds inside measures too.
+#[test]
+fn division_inside_a_measure_is_null_on_zero() {
+    let p = measure_division_project();
     let res = p.run("2024-02-29").results();
     res.get("k", "2024-01").check("actual", Some(2.0));
     res.get("k", "2024-02")
@@ -2442,12 +2502,8 @@ fn division_inside_a_measure_is_null_on_zero() {
         .check_status("no_data");
 }
 
-/// §7 Drivers: a log split is undefined when a value is ≤ 0; the exact
-/// Shapley split takes over, and the contributions still sum to the
-/// KPI's change. Here profit turns negative in February (refunds).
-#[test]
-fn negative_values_force_the_shapley_split() {
-    let p = Project::new(&[
+fn shapley_project() -> Project {
+    Project::new(&[
         (
             "data/orders.csv",
             "day,amount\n2024-01-02,40\n2024-01-09,20\n2024-01-16,30\n2024-01-23,10\n\
@@ -2462,7 +2518,15 @@ fn negative_values_force_the_shapley_split() {
              \x20 - {name: ppo, expr: profit / orders}\n\
              kpis:\n  - {name: profit_kpi, metric: profit, grain: month, decomposition: orders * ppo}\n",
         ),
-    ]);
+    ])
+}
+
+/// §7 Drivers: a log split is undefined when a value is ≤ 0; the exact
+/// Shapley split takes over, and the contributions still sum to the
+/// KPI's change. Here profit turns negative in February (refunds).
+#[test]
+fn negative_values_force_the_shapley_split() {
+    let p = shapley_project();
     let db = p.run("2024-03-31");
     let dr = db.drivers();
     let res = db.results();
@@ -2495,7 +2559,35 @@ fn negative_values_force_the_shapley_split() {
 
 /// Every project of the execution tests above, with the `as_of` its test
 /// runs at, and `table:` next to each source `path:` (for the engine
-/// tests). Filled in as the tests' projects move into constructors.
+/// tests). Left out: projects whose point is an error
+/// (`offset_finer_than_the_grain_is_an_error`), the fixture projects
+/// (listed by the dialect and engine tests themselves), and the project of
+/// `table_source_in_the_duckdb_file`, whose source is a table the test
+/// creates in its own DuckDB file (no local file to load elsewhere).
 pub fn execution_projects() -> Vec<(String, Project, &'static str)> {
-    vec![]
+    type Constructor = fn() -> Project;
+    let all: [(&str, Constructor, &'static str); 14] = [
+        ("labels", labels_project, "2026-03-15"),
+        ("leap", leap_project, "2025-03-01"),
+        ("derived", derived_project, "2024-04-10"),
+        ("status", status_project, "2024-04-15"),
+        ("empty", empty_project, "2024-03-31"),
+        ("window", window_project, "2024-03-10"),
+        ("definitions", definitions_project, "2024-02-01"),
+        ("timestamp", timestamp_project, "2024-03-31"),
+        // Its test runs without --as-of: the latest time of the KPI sources.
+        ("latest", latest_project, "2024-03-10"),
+        ("ratio", ratio_project, "2024-03-31"),
+        ("offset", offset_project, "2024-03-10"),
+        ("period_agg", period_agg_project, "2024-02-03"),
+        ("measure_division", measure_division_project, "2024-02-29"),
+        ("shapley", shapley_project, "2024-03-31"),
+    ];
+    all.into_iter()
+        .map(|(name, project, as_of)| {
+            let p = project();
+            add_tables(&p);
+            (name.to_string(), p, as_of)
+        })
+        .collect()
 }
