@@ -52,24 +52,33 @@ fn key_columns(table: &str) -> &'static [&'static str] {
 /// and the hash of the definition compiled for that engine.
 const NOT_COMPARED: &[&str] = &["computed_at", "definition_hash"];
 
-/// Every project of the engine tests with the `as_of` it is built at.
-fn projects() -> Vec<(String, Project, String)> {
-    let mut all = vec![(
-        "example".to_string(),
-        example_project(),
-        "2026-06-21".to_string(),
-    )];
+/// Every project of the engine tests with the `as_of` it is built at
+/// (`None`: none is given, so the engine finds the latest date itself, as
+/// a scheduled build does).
+fn projects() -> Vec<(String, Project, Option<String>)> {
+    let mut all = vec![
+        (
+            "example".to_string(),
+            example_project(),
+            Some("2026-06-21".to_string()),
+        ),
+        (
+            "example_as_of_in_the_engine".to_string(),
+            example_project(),
+            None,
+        ),
+    ];
     for (name, as_of) in [
         ("monthly_orders", "2024-03-31"),
         ("orders_customers", "2024-03-31"),
         ("iso_weeks", "2021-01-10"),
     ] {
-        all.push((name.into(), Project::from_fixture(name), as_of.into()));
+        all.push((name.into(), Project::from_fixture(name), Some(as_of.into())));
     }
     all.extend(
         crate::execute::execution_projects()
             .into_iter()
-            .map(|(n, p, a)| (n, p, a.to_string())),
+            .map(|(n, p, a)| (n, p, Some(a.to_string()))),
     );
     all
 }
@@ -138,16 +147,16 @@ fn reader(path: &str) -> String {
     format!("{f}('{}')", path.replace('\'', "''"))
 }
 
-fn prepare(name: &str, p: Project, as_of: &str, dialect: &str, root: &Path) -> Prepared {
+fn prepare(name: &str, p: Project, as_of: Option<&str>, dialect: &str, root: &Path) -> Prepared {
     let workdir = root.join(name);
     std::fs::create_dir_all(&workdir).unwrap();
     // The reference: kpic on DuckDB.
     let db = workdir.join("reference.duckdb");
-    let out = kpic_in(
-        p.path(),
-        &["run", "--quiet", "--as-of", as_of, "--db", s(&db)],
-    );
-    expect_code(&out, 0, &format!("{name}: kpic run --as-of {as_of}"));
+    let as_of_args: Vec<&str> = as_of.map(|a| vec!["--as-of", a]).unwrap_or_default();
+    let mut run = vec!["run", "--quiet", "--db", s(&db)];
+    run.extend(&as_of_args);
+    let out = kpic_in(p.path(), &run);
+    expect_code(&out, 0, &format!("{name}: kpic run {as_of_args:?}"));
     let conn = duckdb::Connection::open(&db).unwrap();
     let expected = OUTPUTS
         .iter()
@@ -155,18 +164,9 @@ fn prepare(name: &str, p: Project, as_of: &str, dialect: &str, root: &Path) -> P
         .collect();
     // The engine's SQL.
     let compiled = workdir.join("compiled");
-    let out = kpic_in(
-        p.path(),
-        &[
-            "compile",
-            "--dialect",
-            dialect,
-            "--as-of",
-            as_of,
-            "--out",
-            s(&compiled),
-        ],
-    );
+    let mut compile = vec!["compile", "--dialect", dialect, "--out", s(&compiled)];
+    compile.extend(&as_of_args);
+    let out = kpic_in(p.path(), &compile);
     expect_code(
         &out,
         0,
@@ -398,7 +398,7 @@ fn differential(engine: &str, dialect: &str, needs: &[&str]) {
         .unwrap();
     let prepared: Vec<Prepared> = projects()
         .into_iter()
-        .map(|(name, p, as_of)| prepare(&name, p, &as_of, dialect, root.path()))
+        .map(|(name, p, as_of)| prepare(&name, p, as_of.as_deref(), dialect, root.path()))
         .collect();
     run_engine(engine, &python, &prepared);
 }
