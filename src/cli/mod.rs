@@ -377,19 +377,11 @@ fn compile(
     };
     let dialect_name = dialect.unwrap_or_else(|| model.project.config.dialect.value.clone());
     let Some(dialect) = crate::sql::dialect_named(&dialect_name) else {
-        let d = if crate::sql::DIALECTS.contains(&dialect_name.as_str()) {
-            Diagnostic::new(
-                Code::DialectUnsupported,
-                format!("dialect `{dialect_name}` is not supported yet"),
-            )
-            .with_help("use --dialect duckdb; the other engines are on the roadmap")
-        } else {
-            Diagnostic::new(
-                Code::DialectUnsupported,
-                format!("unknown dialect `{dialect_name}`"),
-            )
-            .with_help(format!("dialects: {}", crate::sql::DIALECTS.join(", ")))
-        };
+        let d = Diagnostic::new(
+            Code::DialectUnsupported,
+            format!("unknown dialect `{dialect_name}`"),
+        )
+        .with_help(format!("dialects: {}", crate::sql::DIALECTS.join(", ")));
         ctx.report(&d.into(), &model.sources);
         return Outcome::Failure;
     };
@@ -408,7 +400,7 @@ fn compile(
     let refused = crate::sql::dialect_problems(&model, dialect.as_ref());
     if refused.has_errors() {
         ctx.report(&refused, &model.sources);
-        return Outcome::Failure;
+        return Outcome::ProjectErrors;
     }
     let compiled = crate::sql::plan_to_sql(&plan, &model, dialect.as_ref());
     let out_dir = out

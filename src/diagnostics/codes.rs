@@ -124,8 +124,8 @@ codes! {
         "What: a KPI's `decomposition` evaluated on the data differs from the KPI's metric by more than 0.1% in some period.\nWhy: drivers are attributed over that identity; when it does not hold, the split is rescaled to the KPI's change and misleads.\nFix: make the identity exact (same filters on every metric, e.g. `orders / sessions` counted over the same rows) or drop `decomposition:`.";
 
     // ---- KPI3xx: plan and dialects ----
-    DialectUnsupported = "301", Error, "dialect not supported yet",
-        "What: SQL for this engine cannot be produced yet.\nFix: use `--dialect duckdb`.";
+    DialectUnsupported = "301", Error, "not available in this dialect",
+        "What: the dialect name is unknown, or a metric uses an aggregate the target engine cannot compute exactly and kpic will not approximate silently (e.g. an exact quantile on an engine that only has approximate ones).\nFix: use one of the dialects `kpic compile --help` lists, or the alternative the message suggests (often the engine's approximate aggregate).";
     PlanUnsupported = "302", Error, "feature not supported",
         "What: a definition uses a feature this version of kpic cannot compile.\nFix: see the message for the alternative.";
 
