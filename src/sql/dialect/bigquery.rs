@@ -16,6 +16,13 @@
 //!   unnests to no rows.
 //! - Types: `FLOAT64`, `INT64`, `STRING`, `BOOL` (so a flag is
 //!   `CAST(cond AS INT64)`, 1 or 0, and a member is `CAST(x AS STRING)`).
+//!   Date literals stay `CAST('2026-01-31' AS DATE)` (the canonical
+//!   format); a TIMESTAMP becomes a DATE in UTC; `CURRENT_DATE` is UTC's
+//!   date unless the job sets another default time zone.
+//! - Division of INT64 values is FLOAT64, and every division kpic writes
+//!   is guarded by `NULLIF(…, 0)` (BigQuery raises an error on division by
+//!   zero, also for FLOAT64). Window partitions are strings (FLOAT64 may
+//!   be grouped and compared but not be a `PARTITION BY` key).
 //! - Identifiers are quoted with backticks (`` `plan` ``); a double-quoted
 //!   `"plan"` would be a string.
 //! - String literals: backslashes start escape sequences and `''` is not
@@ -39,6 +46,10 @@
 //! - `NULLIF`, `IS NOT DISTINCT FROM`, `GROUP BY GROUPING SETS` with
 //!   `GROUPING()`, `UNION DISTINCT`, `LN` are BigQuery's too; there is no
 //!   `AS MATERIALIZED` hint.
+//! - Not translated: `LEAST`/`GREATEST` return NULL when any argument is
+//!   NULL (DuckDB skips NULLs). kpic's own calls never see a NULL; in a
+//!   derived metric's `expr` they differ (no hook re-spells scalar
+//!   functions).
 //! - `build.sql` is one multi-statement query (a script): temporary tables
 //!   exist only there. DDL on permanent tables cannot run inside a
 //!   transaction, so there is no `BEGIN`. Shared steps and every output
@@ -51,9 +62,9 @@
 //!   dataset.
 
 use sqlparser::ast::{
-    AccessExpr, DataType, DateTimeField, Expr, Function, FunctionArgumentClause,
-    FunctionArguments, Ident, Interval, NullTreatment, OrderByExpr, OrderByOptions, Query,
-    Statement, Subscript, TableFactor,
+    AccessExpr, DataType, DateTimeField, Expr, Function, FunctionArgumentClause, FunctionArguments,
+    Ident, Interval, NullTreatment, OrderByExpr, OrderByOptions, Query, Statement, Subscript,
+    TableFactor,
 };
 
 use super::snowflake::{as_type, backslash_escaped, quantile_arguments, with_typed_argument};
@@ -157,7 +168,10 @@ impl Dialect for BigQuery {
 
     /// `DATE_ADD(d, INTERVAL (n) DAY)`
     fn add_days(&self, e: Expr, days: Expr) -> Expr {
-        func("date_add", vec![e, interval(paren(days), DateTimeField::Day)])
+        func(
+            "date_add",
+            vec![e, interval(paren(days), DateTimeField::Day)],
+        )
     }
 
     /// `DATE_DIFF(b, a, DAY)` (= b − a)
@@ -357,10 +371,7 @@ mod tests {
             sql(&BigQuery.period_label(Grain::Week, d())),
             "format_date('%G-W%V', d)"
         );
-        assert_eq!(
-            sql(&BigQuery.iso_week(d())),
-            "EXTRACT(ISOWEEK FROM d)"
-        );
+        assert_eq!(sql(&BigQuery.iso_week(d())), "EXTRACT(ISOWEEK FROM d)");
         for e in [
             BigQuery.period_start(Grain::Week, d()),
             BigQuery.add_days(d(), neg(int(30))),
@@ -453,11 +464,7 @@ mod tests {
             let sqlparser::ast::SelectItem::UnnamedExpr(Expr::Value(v)) = &s.projection[0] else {
                 panic!("{printed}")
             };
-            assert_eq!(
-                v.value,
-                Value::SingleQuotedString(text.into()),
-                "{printed}"
-            );
+            assert_eq!(v.value, Value::SingleQuotedString(text.into()), "{printed}");
             assert!(!printed.contains('\n'), "{printed}");
         }
     }

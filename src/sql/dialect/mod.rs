@@ -70,6 +70,12 @@ fn grain_unit(grain: Grain) -> (&'static str, DateTimeField, i64) {
     }
 }
 
+/// SQL text printed exactly as given (a literal whose escaping the
+/// printer would change).
+pub fn verbatim(sql: String) -> Expr {
+    Expr::value(sqlparser::ast::Value::Placeholder(sql))
+}
+
 /// Why an engine cannot compute a construct (an aggregate, a feature), and
 /// what to do instead.
 #[derive(Debug, Clone, PartialEq)]
@@ -332,8 +338,13 @@ pub trait Dialect {
     /// A string literal that the default `'…'` with doubled quotes would
     /// misread (`None`: keep it). Engines that read backslash escapes in
     /// strings need their own.
-    fn string_literal(&self, _text: &str) -> Option<Expr> {
-        None
+    ///
+    /// Default: `'…'` with every quote doubled. sqlparser's printer leaves
+    /// `''` and `\'` inside a value as it finds them (it takes them for
+    /// escapes already made), so text holding either is printed here.
+    fn string_literal(&self, text: &str) -> Option<Expr> {
+        (text.contains("''") || text.contains("\\'"))
+            .then(|| verbatim(format!("'{}'", text.replace('\'', "''"))))
     }
 
     // ---- build.sql --------------------------------------------------------

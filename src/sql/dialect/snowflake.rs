@@ -27,7 +27,10 @@
 //!   NULL array, which FLATTEN turns into no rows, as `generate_series`
 //!   does.
 //! - Date literals: `TO_DATE('2026-01-31', 'YYYY-MM-DD')`: an explicit
-//!   format, independent of `DATE_INPUT_FORMAT`.
+//!   format, independent of `DATE_INPUT_FORMAT`. Time values become dates
+//!   with `CAST(x AS DATE)` (text through `DATE_INPUT_FORMAT`, `AUTO` by
+//!   default); `CURRENT_DATE` and `CURRENT_TIMESTAMP` are in the session's
+//!   `TIMEZONE`.
 //! - Identifiers: unquoted names are stored and resolved in upper case,
 //!   quoted ones keep their case. kpic quotes a plain lower-case name only
 //!   because it is a keyword (`"plan"`, `"status"`), and the source tables'
@@ -41,30 +44,38 @@
 //! - Aggregates: no `FILTER` (the pass moves the condition into a `CASE`).
 //!   `quantile_cont(x, p)` → `PERCENTILE_CONT(p) WITHIN GROUP (ORDER BY x)`,
 //!   `median(x)` → `MEDIAN(x)`, both exact. Over fixed-point numbers
-//!   Snowflake rounds `AVG` to 6 decimals and `MEDIAN`/`PERCENTILE_CONT` to
-//!   3, so these (and `STDDEV*`) get their argument cast to `DOUBLE` and
-//!   compute as DuckDB does. `approx_count_distinct` is Snowflake's own
+//!   (integer columns are NUMBER) these return fixed-point results of a
+//!   limited scale (the reference shows `AVG` of 1, 2, 2 = 1.666667 and
+//!   `MEDIAN`/`PERCENTILE_CONT` with 3 decimals), so these and `AVG`,
+//!   `STDDEV*` get their argument cast to `DOUBLE` and compute in floating
+//!   point, as DuckDB does. `approx_count_distinct` is Snowflake's own
 //!   HyperLogLog `APPROX_COUNT_DISTINCT` (approximate, like DuckDB's, but
 //!   the two estimates differ). `mean` → `AVG`.
 //! - `NULLIF`, `IS NOT DISTINCT FROM`, `GROUPING SETS` with `GROUPING()`,
 //!   `UNION DISTINCT`, `CAST(boolean AS INTEGER)` (1/0), `LN` and `DOUBLE`
-//!   are Snowflake's too; there is no `AS MATERIALIZED` hint.
+//!   are Snowflake's too; there is no `AS MATERIALIZED` hint. Every
+//!   division kpic writes has DOUBLE operands (values are cast when
+//!   aggregated, day counts before dividing), so Snowflake's fixed-point
+//!   division scale never applies.
+//! - Not translated: `LEAST`/`GREATEST` return NULL when any argument is
+//!   NULL (DuckDB skips NULLs). kpic's own calls never see a NULL; in a
+//!   derived metric's `expr` they differ (no hook re-spells scalar
+//!   functions).
 //! - `build.sql`: DDL commits implicitly, so there is no transaction.
 //!   Shared steps are `CREATE OR REPLACE TEMPORARY TABLE`s. Every output is
 //!   first built as `<table>__kpic_new` (a failure there leaves every old
-//!   table in place); then each target is created empty if missing
-//!   (`CREATE TABLE IF NOT EXISTS t LIKE t__kpic_new`), swapped in with
-//!   `ALTER TABLE t SWAP WITH t__kpic_new` (one atomic rename of the
-//!   pair), and the swapped-out old table is dropped. Each swap is atomic;
-//!   the five swaps are not one transaction, so for the moment between two
-//!   swaps a reader can see a new table beside an old one. `SWAP WITH`
-//!   also exchanges privileges granted on the tables: readers keep access
-//!   through schema-level (future) grants, not grants on the table itself.
+//!   table in place); then each target is replaced by a copy of it,
+//!   `CREATE OR REPLACE TABLE t COPY GRANTS AS SELECT * FROM t__kpic_new`
+//!   (atomic per table, and privileges granted on `t` stay — unlike
+//!   `ALTER TABLE … SWAP WITH`, which would move them to the staged table),
+//!   and the staged tables are dropped. The five replacements are not one
+//!   transaction: between two of them a reader can see a new table beside
+//!   an old one.
 
 use chrono::NaiveDate;
 use sqlparser::ast::{
-    DataType, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgOperator,
-    FunctionArguments, Ident, Query, Statement, TableFactor, Value,
+    DataType, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgOperator, FunctionArguments,
+    Ident, Query, Statement, TableFactor, Value,
 };
 
 use super::postgres::{percentile_within_group, step_unit};
@@ -259,7 +270,10 @@ impl Dialect for Snowflake {
     fn date_spine(&self, grain: Grain, start: Expr, end: Expr, column: &str) -> Query {
         let (unit, step) = step_unit(grain);
         let bounds = select_query(select(vec![item(start, "lo"), item(end, "hi")], vec![]));
-        let units = func("datediff", vec![part(unit), qcol("b", "lo"), qcol("b", "hi")]);
+        let units = func(
+            "datediff",
+            vec![part(unit), qcol("b", "lo"), qcol("b", "hi")],
+        );
         let offsets = func(
             "array_generate_range",
             vec![int(0), add(units, int(1)), int(step)],
@@ -276,11 +290,7 @@ impl Dialect for Snowflake {
             alias: Some(alias("f")),
         };
         let offset = Expr::CompoundIdentifier(vec![Ident::new("f"), Ident::new("value")]);
-        let day = dateadd(
-            unit,
-            cast(offset, DataType::Integer(None)),
-            qcol("b", "lo"),
-        );
+        let day = dateadd(unit, cast(offset, DataType::Integer(None)), qcol("b", "lo"));
         select_query(select(
             vec![item(day, column)],
             vec![from(derived(bounds, "b"), vec![]), from(flatten, vec![])],
@@ -364,13 +374,7 @@ impl Dialect for Snowflake {
             ));
             swapped.push(skeleton(
                 self,
-                "CREATE TABLE IF NOT EXISTS kpic_t LIKE kpic_t_new",
-                &names,
-                None,
-            ));
-            swapped.push(skeleton(
-                self,
-                "ALTER TABLE kpic_t SWAP WITH kpic_t_new",
+                "CREATE OR REPLACE TABLE kpic_t COPY GRANTS AS SELECT * FROM kpic_t_new",
                 &names,
                 None,
             ));
@@ -415,7 +419,10 @@ mod tests {
             sql(&Snowflake.add_periods(Grain::Week, d(), 2)),
             "dateadd(day, 14, d)"
         );
-        assert_eq!(sql(&Snowflake.day_diff(col("a"), col("b"))), "datediff(day, a, b)");
+        assert_eq!(
+            sql(&Snowflake.day_diff(col("a"), col("b"))),
+            "datediff(day, a, b)"
+        );
         assert_eq!(
             sql(&Snowflake.date_literal(NaiveDate::from_ymd_opt(2026, 1, 5).unwrap())),
             "to_date('2026-01-05', 'YYYY-MM-DD')"
@@ -497,11 +504,7 @@ mod tests {
             let sqlparser::ast::SelectItem::UnnamedExpr(Expr::Value(v)) = &s.projection[0] else {
                 panic!("{printed}")
             };
-            assert_eq!(
-                v.value,
-                Value::SingleQuotedString(text.into()),
-                "{printed}"
-            );
+            assert_eq!(v.value, Value::SingleQuotedString(text.into()), "{printed}");
         }
         assert_eq!(
             Snowflake.string_literal("it's a\\b").unwrap().to_string(),
@@ -542,7 +545,7 @@ mod tests {
     }
 
     #[test]
-    fn build_statements_parse_and_swap_after_every_build() {
+    fn build_statements_parse_and_replace_after_every_build() {
         let q = || select_query(select(vec![item(int(1), "x")], vec![]));
         let stmts = Snowflake.replace_tables(vec![
             ("kpi_results".into(), q()),
@@ -554,10 +557,8 @@ mod tests {
             [
                 "CREATE OR REPLACE TABLE kpi_results__kpic_new AS SELECT 1 AS x",
                 "CREATE OR REPLACE TABLE kpi_metrics__kpic_new AS SELECT 1 AS x",
-                "CREATE TABLE IF NOT EXISTS kpi_results LIKE kpi_results__kpic_new",
-                "ALTER TABLE kpi_results SWAP WITH kpi_results__kpic_new",
-                "CREATE TABLE IF NOT EXISTS kpi_metrics LIKE kpi_metrics__kpic_new",
-                "ALTER TABLE kpi_metrics SWAP WITH kpi_metrics__kpic_new",
+                "CREATE OR REPLACE TABLE kpi_results COPY GRANTS AS SELECT * FROM kpi_results__kpic_new",
+                "CREATE OR REPLACE TABLE kpi_metrics COPY GRANTS AS SELECT * FROM kpi_metrics__kpic_new",
                 "DROP TABLE IF EXISTS kpi_results__kpic_new",
                 "DROP TABLE IF EXISTS kpi_metrics__kpic_new",
             ]
