@@ -430,7 +430,8 @@ fn write_compiled(
 ) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     for table in crate::sql::OUTPUT_TABLES {
-        if let Some(q) = compiled.standalone(table) {
+        if let Some(mut q) = compiled.standalone(table) {
+            dialect.finish_standalone(&mut q);
             std::fs::write(dir.join(format!("{table}.sql")), format!("{q:#}\n"))?;
         }
     }

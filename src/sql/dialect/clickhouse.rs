@@ -392,6 +392,22 @@ impl Dialect for ClickHouse {
         vec![]
     }
 
+    /// `SELECT … SETTINGS join_use_nulls = 1, …`: the session settings of
+    /// build.sql, on the query itself.
+    fn finish_standalone(&self, query: &mut Query) {
+        let settings = SETTINGS
+            .iter()
+            .filter_map(|s| {
+                let (key, value) = s.strip_prefix("SET ")?.split_once(" = ")?;
+                Some(sqlparser::ast::Setting {
+                    key: sqlparser::ast::Ident::new(key),
+                    value: crate::sql::build::int(value.parse().ok()?),
+                })
+            })
+            .collect();
+        query.settings = Some(settings);
+    }
+
     fn temp_table(&self, name: &str, query: Query) -> Option<Statement> {
         Some(skeleton(
             self,

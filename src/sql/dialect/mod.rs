@@ -347,6 +347,11 @@ pub trait Dialect {
             .then(|| verbatim(format!("'{}'", text.replace('\'', "''"))))
     }
 
+    /// A standalone SELECT of `kpic compile` (`kpi_results.sql`, …) made
+    /// runnable on its own: what build.sql sets for the session goes on
+    /// the query instead (ClickHouse's `SETTINGS`). Default: unchanged.
+    fn finish_standalone(&self, _query: &mut Query) {}
+
     // ---- build.sql --------------------------------------------------------
 
     /// Statements that open build.sql before anything else (session
