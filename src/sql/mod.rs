@@ -202,6 +202,9 @@ impl CompiledSql {
         for n in self.named.iter().filter(|n| n.shared) {
             let q = build::with(n.query.clone(), self.closure(&n.deps, &materialized));
             if let Some(st) = dialect.temp_table(&n.name, q) {
+                if let Some(drop) = dialect.drop_temp_table(&n.name) {
+                    push(None, &drop);
+                }
                 push(Some(&n.name), &st);
                 materialized.insert(n.name.clone());
             }

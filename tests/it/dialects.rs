@@ -42,22 +42,21 @@ pub fn dialects() -> Vec<&'static str> {
     }
 }
 
+/// sqlparser's dialect for an engine, as kpic declares it (Redshift's is
+/// sqlparser's Redshift dialect with GROUPING SETS enabled; Trino has none
+/// in sqlparser and uses the generic one — sqlglot is the strict check).
 fn sqlparser_dialect(name: &str) -> Box<dyn sqlparser::dialect::Dialect> {
-    use sqlparser::dialect::*;
-    match name {
-        "duckdb" => Box::new(DuckDbDialect {}),
-        "postgres" => Box::new(PostgreSqlDialect {}),
-        "snowflake" => Box::new(SnowflakeDialect {}),
-        "bigquery" => Box::new(BigQueryDialect {}),
-        "databricks" => Box::new(DatabricksDialect {}),
-        "redshift" => Box::new(RedshiftSqlDialect {}),
-        // sqlparser has no Trino dialect; its generic one is the closest
-        // (sqlglot's `trino` is the strict check).
-        "trino" => Box::new(GenericDialect {}),
-        "clickhouse" => Box::new(ClickHouseDialect {}),
-        other => panic!("no sqlparser dialect for {other}"),
-    }
+    kpic::sql::dialect_named(name)
+        .unwrap_or_else(|| panic!("no dialect {name}"))
+        .parser()
 }
+
+/// Refusals kpic makes on purpose (KPI301 at the metric): the engine cannot
+/// compute the aggregate the project uses. (dialect, what the message
+/// names). Redshift requires every PERCENTILE_CONT/MEDIAN of a query to
+/// order by the same expression, and kpic computes each quantile twice per
+/// aggregate query (the period and its like-for-like days).
+const KNOWN_REFUSALS: &[(&str, &str)] = &[("redshift", "PERCENTILE_CONT")];
 
 /// The repository's example project, copied (kpic writes under target/).
 pub fn example_project() -> Project {
@@ -95,6 +94,15 @@ fn compile(p: &Project, dialect: &str, as_of: Option<&str>) -> (PathBuf, Vec<Pat
     let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = kpic_in(p.path(), &args);
+    let refused = out.status.code() == Some(1)
+        && stderr(&out).contains("KPI301")
+        && KNOWN_REFUSALS
+            .iter()
+            .any(|(d, why)| *d == dialect && stderr(&out).contains(why));
+    if refused {
+        eprintln!("{dialect} refuses (KPI301, known): {}", stderr(&out));
+        return (out_dir, vec![]);
+    }
     expect_code(&out, 0, &format!("kpic compile --dialect {dialect}"));
     let dir = out_dir.join(dialect);
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
@@ -168,6 +176,9 @@ fn every_dialect_compiles_and_reparses_every_project() {
         for dialect in dialects() {
             for as_of in [Some(AS_OF), None] {
                 let (_, files) = compile(&p, dialect, as_of);
+                if files.is_empty() {
+                    continue;
+                }
                 eprintln!("{name}: {dialect}, as_of {as_of:?}");
                 assert_sqlparser_parses(dialect, &files);
                 assert_sqlglot_parses(dialect, &files);
@@ -205,6 +216,9 @@ fn example_build_sql_diffs_against_duckdb() {
     let base = lines_for_diff(&duck_build);
     for dialect in dialects() {
         let (_, files) = compile(&p, dialect, Some(AS_OF));
+        if files.is_empty() {
+            continue; // a known refusal (printed by `compile`)
+        }
         let text =
             std::fs::read_to_string(files.iter().find(|f| f.ends_with("build.sql")).unwrap())
                 .unwrap();

@@ -376,6 +376,13 @@ pub trait Dialect {
         ))
     }
 
+    /// A statement that removes the temporary table `name` left by an
+    /// earlier build in the same session, run before [`Dialect::temp_table`]
+    /// (for engines whose temporary tables outlive the transaction).
+    fn drop_temp_table(&self, _name: &str) -> Option<Statement> {
+        None
+    }
+
     /// Statements that replace the output tables `(name, query)` so that a
     /// reader sees the old tables or the new ones. DuckDB: `CREATE OR
     /// REPLACE TABLE` inside build.sql's transaction.

@@ -21,7 +21,8 @@
 //! - `build.sql` builds every output as `<table>__kpic_new`, then drops the
 //!   old table and renames the new one, all in one transaction: DDL is
 //!   transactional, so readers see the old tables or the new ones. Shared
-//!   steps are `TEMPORARY` tables dropped at commit.
+//!   steps are `TEMPORARY` tables, dropped first if an earlier build in the
+//!   same session left them.
 
 use chrono::NaiveDate;
 use sqlparser::ast::{DataType, DateTimeField, Expr, Function, Query, Statement};
@@ -211,9 +212,21 @@ impl Dialect for Postgres {
     fn temp_table(&self, name: &str, query: Query) -> Option<Statement> {
         Some(skeleton(
             self,
-            "CREATE TEMPORARY TABLE kpic_t ON COMMIT DROP AS SELECT 1",
+            "CREATE TEMPORARY TABLE kpic_t AS SELECT 1",
             &[("kpic_t", name)],
             Some(query),
+        ))
+    }
+
+    /// `DROP TABLE IF EXISTS pg_temp.x`: a temporary table lives until the
+    /// session ends (`ON COMMIT DROP` would end it at commit, but sqlglot
+    /// cannot parse it); `pg_temp` never names a permanent table.
+    fn drop_temp_table(&self, name: &str) -> Option<Statement> {
+        Some(skeleton(
+            self,
+            "DROP TABLE IF EXISTS pg_temp.kpic_t",
+            &[("kpic_t", name)],
+            None,
         ))
     }
 

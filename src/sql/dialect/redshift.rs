@@ -34,14 +34,17 @@
 //! - `AVG` of an integer returns a BIGINT (truncated) and of a DECIMAL keeps
 //!   the argument's scale (r_AVG): `avg`, `mean` and `stddev*` get their
 //!   argument cast to `DOUBLE PRECISION` and compute as DuckDB does.
-//! - Quantiles: `quantile_cont(x, p)` → `PERCENTILE_CONT(p) WITHIN GROUP
-//!   (ORDER BY CAST(x AS DOUBLE PRECISION))`, `median(x)` → the same at 0.5:
-//!   exact, DuckDB's interpolation (r_PERCENTILE_CONT). Redshift requires
-//!   every sort-based aggregate (`PERCENTILE_CONT`, `MEDIAN`, `LISTAGG`) of
-//!   one statement to use the same ORDER BY ("within group ORDER BY
-//!   clauses for aggregate functions must be the same"): quantiles of two
-//!   different columns (or with two different filters) computed in one
-//!   statement fail on Redshift. `DISTINCT` quantiles are refused.
+//! - Quantiles are refused. Redshift's exact ones, `PERCENTILE_CONT(p)
+//!   WITHIN GROUP (ORDER BY x)` and `MEDIAN(x)`, are sort-based aggregates,
+//!   and every sort-based aggregate of a query must order by the same
+//!   expression (r_PERCENTILE_CONT usage notes: "within group ORDER BY
+//!   clauses for aggregate functions must be the same"). kpic computes each
+//!   quantile twice in one aggregate query, over the whole period and over
+//!   the like-for-like days (`ORDER BY x` and `ORDER BY CASE WHEN … THEN x
+//!   END`), so Redshift would reject every quantile KPI at run time. The
+//!   only other percentile, `APPROXIMATE PERCENTILE_DISC`, is discrete and
+//!   limited in its number of groups. Lifting this needs the renderer to
+//!   put each quantile column in its own aggregate query.
 //! - `approx_count_distinct(x)` → `HLL(x)`: Redshift's HyperLogLog
 //!   cardinality, 0 when every value is NULL (r_HLL_function); approximate,
 //!   like DuckDB's, but the two estimates differ.
@@ -58,7 +61,9 @@
 //!   backslashes): a backslash is written `\\`.
 //! - `GROUPING SETS` and `GROUPING()` are Redshift's (aggregation extensions,
 //!   up to 64 grouping sets); `LN`, `NULLIF`, `LEAST` too. There is no `AS
-//!   MATERIALIZED` hint.
+//!   MATERIALIZED` hint. sqlparser 0.63's `RedshiftSqlDialect` does not
+//!   parse `GROUPING SETS`, so `Redshift::parser()` is `RedshiftParser`,
+//!   the same dialect with them enabled.
 //! - `build.sql`: DDL is transactional, as in PostgreSQL: `BEGIN`, shared
 //!   steps as `CREATE TEMPORARY TABLE` (Redshift has no `ON COMMIT DROP`:
 //!   they live until the session ends, so build.sql is meant to run in its
@@ -66,20 +71,115 @@
 //!   table dropped and the new one renamed (`ALTER TABLE … RENAME TO` may
 //!   run in a transaction block; only external tables and `ALTER COLUMN`
 //!   may not: r_ALTER_TABLE), `COMMIT`. Readers see the old tables or the
-//!   new ones.
+//!   new ones. A view bound to an output table blocks its `DROP` (the
+//!   build then fails and changes nothing); views over the KPI tables
+//!   should be created `WITH NO SCHEMA BINDING`.
 
 use sqlparser::ast::{
     CharacterLength, DataType, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments,
     Ident, Join, JoinConstraint, JoinOperator, Query, Statement, TableFactor, UnaryOperator,
 };
 
-use super::postgres::{build_then_rename, percentile_within_group};
-use super::translate::{arguments, is_distinct};
+use super::postgres::build_then_rename;
+use super::translate::arguments;
 use super::{Dialect, Refusal, grain_unit, skeleton};
 use crate::model::Grain;
 use crate::sql::build::*;
 
 pub struct Redshift;
+
+/// sqlparser's Redshift dialect with `GROUP BY GROUPING SETS (…)` enabled:
+/// Redshift has had aggregation extensions since 2023
+/// (r_GROUP_BY_aggregation-extensions) but sqlparser 0.63's
+/// `RedshiftSqlDialect` does not parse them. Every other answer is
+/// `RedshiftSqlDialect`'s, and the parser's `dialect_of!` checks see a
+/// `RedshiftSqlDialect`.
+#[derive(Debug, Default)]
+pub struct RedshiftParser(sqlparser::dialect::RedshiftSqlDialect);
+
+impl sqlparser::dialect::Dialect for RedshiftParser {
+    fn dialect(&self) -> std::any::TypeId {
+        std::any::TypeId::of::<sqlparser::dialect::RedshiftSqlDialect>()
+    }
+    fn supports_group_by_expr(&self) -> bool {
+        true
+    }
+    fn is_nested_delimited_identifier_start(&self, ch: char) -> bool {
+        self.0.is_nested_delimited_identifier_start(ch)
+    }
+    fn peek_nested_delimited_identifier_quotes(
+        &self,
+        chars: std::iter::Peekable<std::str::Chars<'_>>,
+    ) -> Option<(char, Option<char>)> {
+        self.0.peek_nested_delimited_identifier_quotes(chars)
+    }
+    fn is_identifier_start(&self, ch: char) -> bool {
+        self.0.is_identifier_start(ch)
+    }
+    fn is_identifier_part(&self, ch: char) -> bool {
+        self.0.is_identifier_part(ch)
+    }
+    fn identifier_quote_style(&self, identifier: &str) -> Option<char> {
+        self.0.identifier_quote_style(identifier)
+    }
+    fn convert_type_before_value(&self) -> bool {
+        self.0.convert_type_before_value()
+    }
+    fn supports_connect_by(&self) -> bool {
+        self.0.supports_connect_by()
+    }
+    fn supports_top_before_distinct(&self) -> bool {
+        self.0.supports_top_before_distinct()
+    }
+    fn supports_partiql(&self) -> bool {
+        self.0.supports_partiql()
+    }
+    fn supports_unpivot_expr(&self) -> bool {
+        self.0.supports_unpivot_expr()
+    }
+    fn supports_string_escape_constant(&self) -> bool {
+        self.0.supports_string_escape_constant()
+    }
+    fn supports_geometric_types(&self) -> bool {
+        self.0.supports_geometric_types()
+    }
+    fn supports_bitwise_shift_operators(&self) -> bool {
+        self.0.supports_bitwise_shift_operators()
+    }
+    fn supports_array_typedef_with_brackets(&self) -> bool {
+        self.0.supports_array_typedef_with_brackets()
+    }
+    fn allow_extract_single_quotes(&self) -> bool {
+        self.0.allow_extract_single_quotes()
+    }
+    fn supports_string_literal_backslash_escape(&self) -> bool {
+        self.0.supports_string_literal_backslash_escape()
+    }
+    fn supports_select_wildcard_exclude(&self) -> bool {
+        self.0.supports_select_wildcard_exclude()
+    }
+    fn supports_select_wildcard_with_alias(&self) -> bool {
+        self.0.supports_select_wildcard_with_alias()
+    }
+    fn supports_left_associative_joins_without_parens(&self) -> bool {
+        self.0.supports_left_associative_joins_without_parens()
+    }
+    fn supports_select_exclude(&self) -> bool {
+        self.0.supports_select_exclude()
+    }
+    fn supports_create_table_like_parenthesized(&self) -> bool {
+        self.0.supports_create_table_like_parenthesized()
+    }
+    fn supports_string_literal_concatenation_with_newline(&self) -> bool {
+        self.0.supports_string_literal_concatenation_with_newline()
+    }
+    fn supports_window_function_null_treatment_arg(&self) -> bool {
+        self.0.supports_window_function_null_treatment_arg()
+    }
+    fn is_reserved_for_identifier(&self, kw: sqlparser::keywords::Keyword) -> bool {
+        self.0.is_reserved_for_identifier(kw)
+    }
+}
 
 /// The DATEADD/DATEDIFF unit and the number of them in one period: weeks
 /// are 7 days, quarters 3 months, years 12 months (DATEADD's `year`
@@ -169,7 +269,8 @@ fn numbers(count: u32) -> TableFactor {
 /// filter and a window.
 fn with_double_argument(call: &Function, name: &str) -> Option<Expr> {
     let mut f = call.clone();
-    f.name = object(name);
+    // Function names stay unquoted (`avg` is a keyword).
+    f.name = sqlparser::ast::ObjectName::from(vec![Ident::new(name)]);
     let FunctionArguments::List(list) = &mut f.args else {
         return None;
     };
@@ -191,8 +292,9 @@ impl Dialect for Redshift {
         self
     }
 
+    /// `RedshiftParser`: sqlparser's Redshift dialect, with GROUPING SETS.
     fn parser(&self) -> Box<dyn sqlparser::dialect::Dialect> {
-        Box::new(sqlparser::dialect::RedshiftSqlDialect {})
+        Box::new(RedshiftParser::default())
     }
 
     /// `GETDATE()` (`CURRENT_TIMESTAMP` runs only on the leader node).
@@ -282,10 +384,7 @@ impl Dialect for Redshift {
                 date_add(unit, offset.clone(), qcol("b", "start_day")),
                 column,
             )],
-            vec![from(
-                bounds,
-                vec![cross_join(numbers(spine_digits(grain)))],
-            )],
+            vec![from(bounds, vec![cross_join(numbers(spine_digits(grain)))])],
         );
         s.selection = Some(lt_eq(
             offset,
@@ -336,32 +435,19 @@ impl Dialect for Redshift {
                 help: format!("write it as `{name}(column)`"),
             })
         };
-        let quantile = |x: Expr, p: Expr| {
-            if is_distinct(call) {
-                return Err(Refusal {
-                    message: format!("`{name}(DISTINCT …)` has no Redshift equivalent"),
-                    help: "drop DISTINCT (Redshift's PERCENTILE_CONT takes every value)".into(),
-                });
-            }
-            Ok(Some(percentile_within_group(
-                cast(x, DataType::DoublePrecision),
-                p,
-            )))
-        };
         match name {
-            "quantile_cont" | "quantile" | "percentile" | "percentile_cont" => {
-                let (x, rest) = args()?;
-                let Some(p) = rest.first() else {
-                    return Err(Refusal {
-                        message: format!("`{name}` needs a fraction"),
-                        help: format!("write `{name}(column, 0.9)`"),
-                    });
-                };
-                quantile(x, p.clone())
-            }
-            "median" => {
-                let (x, _) = args()?;
-                quantile(x, num(0.5))
+            "quantile_cont" | "quantile" | "percentile" | "percentile_cont" | "median" => {
+                Err(Refusal {
+                    message: format!(
+                        "`{name}` would need two PERCENTILE_CONT orderings in one query (the \
+                         whole period and its like-for-like days), and every PERCENTILE_CONT or \
+                         MEDIAN of a query must order by the same expression"
+                    ),
+                    help: "compile this project for another engine (duckdb, postgres, \
+                           snowflake, trino), or leave the quantile metric out of the Redshift \
+                           project"
+                        .into(),
+                })
             }
             "approx_count_distinct" => {
                 let (x, _) = args()?;
@@ -380,10 +466,13 @@ impl Dialect for Redshift {
         }
     }
 
-    /// `'a\\b'`: Redshift reads a backslash in a literal as an escape.
+    /// `'it''s a\\b'`: Redshift reads a backslash in a literal as an
+    /// escape, so backslashes are doubled; quotes are doubled here too
+    /// (sqlparser's printer leaves a quote after a backslash, or a pair of
+    /// quotes, as it finds it, so the literal is written out in full).
     fn string_literal(&self, text: &str) -> Option<Expr> {
-        text.contains('\\')
-            .then(|| string(&text.replace('\\', "\\\\")))
+        (text.contains('\\') || text.contains('\''))
+            .then(|| string(&text.replace('\\', "\\\\").replace('\'', "''")))
     }
 
     fn build_prologue(&self) -> Vec<Statement> {
@@ -415,8 +504,19 @@ mod tests {
     }
 
     fn parses(text: &str) {
-        Parser::parse_sql(&sqlparser::dialect::RedshiftSqlDialect {}, text)
+        Parser::parse_sql(&RedshiftParser::default(), text)
             .unwrap_or_else(|e| panic!("{text}: {e}"));
+    }
+
+    #[test]
+    fn the_parser_reads_grouping_sets_and_stays_redshifts() {
+        let text = "SELECT a, b, grouping(a), count(*) FROM t GROUP BY GROUPING SETS ((a), (b))";
+        assert!(Parser::parse_sql(&sqlparser::dialect::RedshiftSqlDialect {}, text).is_err());
+        parses(text);
+        // Redshift's own rules still hold: `#` temp names, `[…]` paths.
+        parses("SELECT a FROM #temp");
+        let d: &dyn sqlparser::dialect::Dialect = &RedshiftParser::default();
+        assert!(d.is::<sqlparser::dialect::RedshiftSqlDialect>());
     }
 
     #[test]
@@ -434,7 +534,10 @@ mod tests {
             sql(&Redshift.add_days(d(), int(1))),
             "CAST(dateadd(day, CAST(1 AS INTEGER), d) AS DATE)"
         );
-        assert_eq!(sql(&Redshift.day_diff(col("a"), col("b"))), "datediff(day, a, b)");
+        assert_eq!(
+            sql(&Redshift.day_diff(col("a"), col("b"))),
+            "datediff(day, a, b)"
+        );
         assert_eq!(
             sql(&Redshift.period_start(Grain::Week, d())),
             "CAST(date_trunc('week', CAST(d AS TIMESTAMP)) AS DATE)"
@@ -491,7 +594,10 @@ mod tests {
         let years = Redshift
             .date_spine(Grain::Year, col("s"), col("e"), "ps")
             .to_string();
-        assert!(years.contains("dateadd(month, 12 * n.n, b.start_day)"), "{years}");
+        assert!(
+            years.contains("dateadd(month, 12 * n.n, b.start_day)"),
+            "{years}"
+        );
     }
 
     /// The numbers table holds every integer below 10^digits exactly once.
@@ -551,14 +657,10 @@ mod tests {
             Redshift.aggregate(&name, &f)
         };
         let text = |t: &str| agg(t).unwrap().unwrap().to_string();
-        assert_eq!(
-            text("quantile_cont(x, 0.9)"),
-            "percentile_cont(0.9) WITHIN GROUP (ORDER BY CAST(x AS DOUBLE PRECISION))"
-        );
-        assert_eq!(
-            text("median(x)"),
-            "percentile_cont(0.5) WITHIN GROUP (ORDER BY CAST(x AS DOUBLE PRECISION))"
-        );
+        for refused in ["quantile_cont(x, 0.9)", "percentile(x, 0.5)", "median(x)"] {
+            let r = agg(refused).unwrap_err();
+            assert!(r.message.contains("PERCENTILE_CONT"), "{}", r.message);
+        }
         assert_eq!(text("approx_count_distinct(x)"), "hll(x)");
         assert_eq!(
             text("mean(DISTINCT x)"),
@@ -570,20 +672,18 @@ mod tests {
         );
         assert_eq!(agg("sum(x)").unwrap(), None);
         assert_eq!(agg("count(DISTINCT x)").unwrap(), None);
-        assert!(agg("quantile_cont(x)").is_err());
-        assert!(agg("median(DISTINCT x)").is_err());
-        for t in ["percentile_cont(0.9) WITHIN GROUP (ORDER BY CAST(x AS DOUBLE PRECISION))", "hll(x)"] {
-            parses(&format!("SELECT {t} FROM t"));
-        }
+        parses("SELECT hll(x), avg(CAST(x AS DOUBLE PRECISION)) FROM t");
     }
 
     #[test]
     fn backslashes_are_doubled_and_read_back() {
-        assert_eq!(Redshift.string_literal("plain 'quoted'"), None);
-        for text in ["a\\b", "a\\'b", "\\", "'\\'", "end\\"] {
+        assert_eq!(Redshift.string_literal("plain"), None);
+        for text in [
+            "a\\b", "a\\'b", "\\", "'\\'", "end\\", "it's", "''", "a''b", "\\''\\",
+        ] {
             let lit = Redshift.string_literal(text).unwrap();
             let printed = format!("SELECT {lit}");
-            let parsed = Parser::parse_sql(&sqlparser::dialect::RedshiftSqlDialect {}, &printed)
+            let parsed = Parser::parse_sql(&RedshiftParser::default(), &printed)
                 .unwrap_or_else(|e| panic!("{printed}: {e}"));
             let Statement::Query(q) = &parsed[0] else {
                 panic!("{printed}")
@@ -596,6 +696,10 @@ mod tests {
             };
             assert_eq!(v.value, Value::SingleQuotedString(text.into()), "{printed}");
         }
+        assert_eq!(
+            Redshift.string_literal("it's a\\b").unwrap().to_string(),
+            "'it''s a\\\\b'"
+        );
     }
 
     #[test]
