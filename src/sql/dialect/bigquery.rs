@@ -67,8 +67,8 @@ use sqlparser::ast::{
     TableFactor,
 };
 
-use super::snowflake::{as_type, backslash_escaped, quantile_arguments, with_typed_argument};
-use super::{Dialect, Refusal, grain_unit, skeleton};
+use super::snowflake::{as_type, quantile_arguments, with_typed_argument};
+use super::{Dialect, Refusal, backslash_escaped, grain_unit, skeleton, staged_replace};
 use crate::model::Grain;
 use crate::sql::build::*;
 
@@ -306,26 +306,13 @@ impl Dialect for BigQuery {
     }
 
     fn replace_tables(&self, tables: Vec<(String, Query)>) -> Vec<Statement> {
-        let mut built = Vec::new();
-        let mut replaced = Vec::new();
-        for (name, q) in tables {
-            let staged = format!("{name}__kpic_new");
-            let names = [("kpic_t", name.as_str()), ("kpic_t_new", staged.as_str())];
-            built.push(skeleton(
-                self,
-                "CREATE TEMP TABLE kpic_t_new AS SELECT 1",
-                &names,
-                Some(q),
-            ));
-            replaced.push(skeleton(
-                self,
-                "CREATE OR REPLACE TABLE kpic_t AS SELECT * FROM kpic_t_new",
-                &names,
-                None,
-            ));
-        }
-        built.extend(replaced);
-        built
+        staged_replace(
+            self,
+            tables,
+            &["CREATE TEMP TABLE kpic_t_new AS SELECT 1"],
+            &["CREATE OR REPLACE TABLE kpic_t AS SELECT * FROM kpic_t_new"],
+            &[],
+        )
     }
 }
 

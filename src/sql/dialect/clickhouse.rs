@@ -76,10 +76,10 @@
 
 use sqlparser::ast::{
     DataType, DateTimeField, ExactNumberInfo, Expr, Function, FunctionArg, FunctionArgExpr,
-    FunctionArguments, Ident, ObjectName, Query, Statement, TimezoneInfo, Value,
+    FunctionArguments, Ident, ObjectName, Query, Statement, TimezoneInfo,
 };
 
-use super::{Dialect, Refusal, grain_unit, skeleton};
+use super::{Dialect, Refusal, backslash_escaped, grain_unit, skeleton, staged_replace};
 use crate::model::Grain;
 use crate::sql::build::*;
 
@@ -99,27 +99,6 @@ fn parametric(name: &str, params: Vec<Expr>, args: Vec<Expr>) -> Expr {
     let mut f = function(name, args);
     f.parameters = function(name, params).args;
     Expr::Function(f)
-}
-
-/// `text` as a `'…'` literal for ClickHouse, which reads backslash escapes:
-/// `\` → `\\`, `'` → `\'`, newline → `\n`, carriage return → `\r`. `None`
-/// when nothing needs escaping. Every quote of the result follows a
-/// backslash, so the printer writes it verbatim.
-fn escaped(text: &str) -> Option<Expr> {
-    if !text.contains(['\\', '\'', '\n', '\r']) {
-        return None;
-    }
-    let mut out = String::with_capacity(text.len() + 8);
-    for c in text.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\'' => out.push_str("\\'"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            c => out.push(c),
-        }
-    }
-    Some(Expr::value(Value::SingleQuotedString(out)))
 }
 
 /// `n * step` (`n` when the step is 1).
@@ -376,7 +355,7 @@ impl Dialect for ClickHouse {
 
     /// `'it\'s'`, `'a\\b'`
     fn string_literal(&self, text: &str) -> Option<Expr> {
-        escaped(text)
+        backslash_escaped(text)
     }
 
     // ---- build.sql --------------------------------------------------------
@@ -418,34 +397,20 @@ impl Dialect for ClickHouse {
     }
 
     fn replace_tables(&self, tables: Vec<(String, Query)>) -> Vec<Statement> {
-        let mut built = Vec::new();
-        let mut replaced = Vec::new();
-        for (name, q) in tables {
-            let staged = format!("{name}__kpic_new");
-            let names = [("kpic_t", name.as_str()), ("kpic_t_new", staged.as_str())];
-            built.push(skeleton(
-                self,
+        staged_replace(
+            self,
+            tables,
+            &[
                 "DROP TABLE IF EXISTS kpic_t_new",
-                &names,
-                None,
-            ));
-            built.push(skeleton(
-                self,
                 "CREATE TABLE kpic_t_new ENGINE = MergeTree ORDER BY tuple() AS SELECT 1",
-                &names,
-                Some(q),
-            ));
-            replaced.push(skeleton(
-                self,
+            ],
+            &[
                 "CREATE OR REPLACE TABLE kpic_t ENGINE = MergeTree ORDER BY tuple() \
                  AS SELECT * FROM kpic_t_new",
-                &names,
-                None,
-            ));
-            replaced.push(skeleton(self, "DROP TABLE kpic_t_new", &names, None));
-        }
-        built.extend(replaced);
-        built
+                "DROP TABLE kpic_t_new",
+            ],
+            &[],
+        )
     }
 }
 
@@ -630,7 +595,11 @@ mod tests {
             let sqlparser::ast::SelectItem::UnnamedExpr(Expr::Value(v)) = &s.projection[0] else {
                 panic!("{printed}")
             };
-            assert_eq!(v.value, Value::SingleQuotedString(text.into()), "{printed}");
+            assert_eq!(
+                v.value,
+                sqlparser::ast::Value::SingleQuotedString(text.into()),
+                "{printed}"
+            );
         }
     }
 

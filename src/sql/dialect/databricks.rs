@@ -76,7 +76,7 @@ use sqlparser::ast::{
 };
 
 use super::postgres::{keep_filter, percentile_within_group};
-use super::{Dialect, Refusal, grain_unit, skeleton};
+use super::{Dialect, Refusal, grain_unit, skeleton, staged_replace};
 use crate::model::Grain;
 use crate::sql::build::*;
 
@@ -324,39 +324,20 @@ impl Dialect for Databricks {
     /// SELECT * FROM t__kpic_new` and `DROP TABLE t__kpic_new` (see the
     /// module header for what is atomic).
     fn replace_tables(&self, tables: Vec<(String, Query)>) -> Vec<Statement> {
-        let mut built = Vec::new();
-        let mut swapped = Vec::new();
-        for (name, q) in tables {
-            let staged = format!("{name}__kpic_new");
-            let names = [("kpic_t", name.as_str()), ("kpic_t_new", staged.as_str())];
-            built.push(skeleton(
-                self,
+        staged_replace(
+            self,
+            tables,
+            &[
                 "DROP TABLE IF EXISTS kpic_t_new",
-                &names,
-                None,
-            ));
-            built.push(skeleton(
-                self,
                 "CREATE TABLE kpic_t_new AS SELECT 1",
-                &names,
-                Some(q),
-            ));
-            swapped.push(skeleton(
-                self,
+            ],
+            &[
                 "CREATE TABLE IF NOT EXISTS kpic_t LIKE kpic_t_new",
-                &names,
-                None,
-            ));
-            swapped.push(skeleton(
-                self,
                 "INSERT OVERWRITE TABLE kpic_t SELECT * FROM kpic_t_new",
-                &names,
-                None,
-            ));
-            swapped.push(skeleton(self, "DROP TABLE kpic_t_new", &names, None));
-        }
-        built.extend(swapped);
-        built
+                "DROP TABLE kpic_t_new",
+            ],
+            &[],
+        )
     }
 }
 

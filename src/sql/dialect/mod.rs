@@ -76,6 +76,68 @@ pub fn verbatim(sql: String) -> Expr {
     Expr::value(sqlparser::ast::Value::Placeholder(sql))
 }
 
+/// Build-then-swap replacement of the output tables, the shape every
+/// engine without DuckDB's `CREATE OR REPLACE` in a transaction uses: each
+/// output is first built as `<table>__kpic_new` by the `build` skeletons
+/// (the last one, a `CREATE TABLE … AS SELECT 1`, receives the query), so a
+/// failure there leaves every old table in place; then each table is
+/// swapped in by the `swap` skeletons, and last the `cleanup` skeletons run
+/// for every table. Skeletons name the table `kpic_t` and the staged one
+/// `kpic_t_new`.
+pub(super) fn staged_replace(
+    dialect: &dyn Dialect,
+    tables: Vec<(String, Query)>,
+    build: &[&str],
+    swap: &[&str],
+    cleanup: &[&str],
+) -> Vec<Statement> {
+    let (mut built, mut swapped, mut cleaned) = (Vec::new(), Vec::new(), Vec::new());
+    for (name, q) in tables {
+        let staged = format!("{name}__kpic_new");
+        let names = [("kpic_t", name.as_str()), ("kpic_t_new", staged.as_str())];
+        let mut query = Some(q);
+        for (i, sql) in build.iter().enumerate() {
+            let q = if i + 1 == build.len() {
+                query.take()
+            } else {
+                None
+            };
+            built.push(skeleton(dialect, sql, &names, q));
+        }
+        swapped.extend(swap.iter().map(|sql| skeleton(dialect, sql, &names, None)));
+        cleaned.extend(
+            cleanup
+                .iter()
+                .map(|sql| skeleton(dialect, sql, &names, None)),
+        );
+    }
+    built.extend(swapped);
+    built.extend(cleaned);
+    built
+}
+
+/// A string literal for engines that read backslash escapes inside `'…'`
+/// (Snowflake, BigQuery, ClickHouse): `\`, `\'`, `\n`, `\r`; `None` when
+/// the text needs none of them.
+pub(super) fn backslash_escaped(text: &str) -> Option<Expr> {
+    if !text.contains(['\\', '\'', '\n', '\r']) {
+        return None;
+    }
+    let mut escaped = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\\' => escaped.push_str("\\\\"),
+            '\'' => escaped.push_str("\\'"),
+            '\n' => escaped.push_str("\\n"),
+            '\r' => escaped.push_str("\\r"),
+            c => escaped.push(c),
+        }
+    }
+    Some(Expr::value(sqlparser::ast::Value::SingleQuotedString(
+        escaped,
+    )))
+}
+
 /// Why an engine cannot compute a construct (an aggregate, a feature), and
 /// what to do instead.
 #[derive(Debug, Clone, PartialEq)]

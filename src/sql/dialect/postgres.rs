@@ -27,7 +27,7 @@
 use chrono::NaiveDate;
 use sqlparser::ast::{DataType, DateTimeField, Expr, Function, Query, Statement};
 
-use super::{Dialect, Refusal, grain_unit, skeleton};
+use super::{Dialect, Refusal, grain_unit, skeleton, staged_replace};
 use crate::model::Grain;
 use crate::sql::build::*;
 
@@ -240,37 +240,19 @@ impl Dialect for Postgres {
 /// (Postgres, Redshift): inside build.sql's transaction the swap is
 /// atomic, and a failure in any build leaves every old table in place.
 pub(super) fn build_then_rename(d: &dyn Dialect, tables: Vec<(String, Query)>) -> Vec<Statement> {
-    let mut built = Vec::new();
-    let mut swapped = Vec::new();
-    for (name, q) in tables {
-        let staged = format!("{name}__kpic_new");
-        built.push(skeleton(
-            d,
+    staged_replace(
+        d,
+        tables,
+        &[
             "DROP TABLE IF EXISTS kpic_t_new",
-            &[("kpic_t_new", &staged)],
-            None,
-        ));
-        built.push(skeleton(
-            d,
             "CREATE TABLE kpic_t_new AS SELECT 1",
-            &[("kpic_t_new", &staged)],
-            Some(q),
-        ));
-        swapped.push(skeleton(
-            d,
+        ],
+        &[
             "DROP TABLE IF EXISTS kpic_t",
-            &[("kpic_t", &name)],
-            None,
-        ));
-        swapped.push(skeleton(
-            d,
             "ALTER TABLE kpic_t_new RENAME TO kpic_t",
-            &[("kpic_t_new", &staged), ("kpic_t", &name)],
-            None,
-        ));
-    }
-    built.extend(swapped);
-    built
+        ],
+        &[],
+    )
 }
 
 /// `replacement` with the FILTER clause of `call` (quantile rewrites keep

@@ -75,11 +75,11 @@
 use chrono::NaiveDate;
 use sqlparser::ast::{
     DataType, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgOperator, FunctionArguments,
-    Ident, Query, Statement, TableFactor, Value,
+    Ident, Query, Statement, TableFactor,
 };
 
 use super::postgres::{percentile_within_group, step_unit};
-use super::{Dialect, Refusal, skeleton};
+use super::{Dialect, Refusal, backslash_escaped, skeleton, staged_replace};
 use crate::model::Grain;
 use crate::sql::build::*;
 
@@ -136,27 +136,6 @@ pub(super) fn quantile_arguments(name: &str, call: &Function) -> Result<(Expr, E
             help: format!("write `{name}(column, 0.9)`"),
         }),
     }
-}
-
-/// `text` as a `'…'` literal for engines that read backslash escapes in
-/// strings (Snowflake, BigQuery): `\` → `\\`, `'` → `\'`, newline → `\n`,
-/// carriage return → `\r`. `None` when nothing needs escaping. Every quote
-/// of the result follows a backslash, so the printer writes it verbatim.
-pub(super) fn backslash_escaped(text: &str) -> Option<Expr> {
-    if !text.contains(['\\', '\'', '\n', '\r']) {
-        return None;
-    }
-    let mut escaped = String::with_capacity(text.len() + 8);
-    for c in text.chars() {
-        match c {
-            '\\' => escaped.push_str("\\\\"),
-            '\'' => escaped.push_str("\\'"),
-            '\n' => escaped.push_str("\\n"),
-            '\r' => escaped.push_str("\\r"),
-            c => escaped.push(c),
-        }
-    }
-    Some(Expr::value(Value::SingleQuotedString(escaped)))
 }
 
 impl Dialect for Snowflake {
@@ -360,34 +339,13 @@ impl Dialect for Snowflake {
     }
 
     fn replace_tables(&self, tables: Vec<(String, Query)>) -> Vec<Statement> {
-        let mut built = Vec::new();
-        let mut swapped = Vec::new();
-        let mut dropped = Vec::new();
-        for (name, q) in tables {
-            let staged = format!("{name}__kpic_new");
-            let names = [("kpic_t", name.as_str()), ("kpic_t_new", staged.as_str())];
-            built.push(skeleton(
-                self,
-                "CREATE OR REPLACE TABLE kpic_t_new AS SELECT 1",
-                &names,
-                Some(q),
-            ));
-            swapped.push(skeleton(
-                self,
-                "CREATE OR REPLACE TABLE kpic_t COPY GRANTS AS SELECT * FROM kpic_t_new",
-                &names,
-                None,
-            ));
-            dropped.push(skeleton(
-                self,
-                "DROP TABLE IF EXISTS kpic_t_new",
-                &names,
-                None,
-            ));
-        }
-        built.extend(swapped);
-        built.extend(dropped);
-        built
+        staged_replace(
+            self,
+            tables,
+            &["CREATE OR REPLACE TABLE kpic_t_new AS SELECT 1"],
+            &["CREATE OR REPLACE TABLE kpic_t COPY GRANTS AS SELECT * FROM kpic_t_new"],
+            &["DROP TABLE IF EXISTS kpic_t_new"],
+        )
     }
 }
 
@@ -504,7 +462,11 @@ mod tests {
             let sqlparser::ast::SelectItem::UnnamedExpr(Expr::Value(v)) = &s.projection[0] else {
                 panic!("{printed}")
             };
-            assert_eq!(v.value, Value::SingleQuotedString(text.into()), "{printed}");
+            assert_eq!(
+                v.value,
+                sqlparser::ast::Value::SingleQuotedString(text.into()),
+                "{printed}"
+            );
         }
         assert_eq!(
             Snowflake.string_literal("it's a\\b").unwrap().to_string(),

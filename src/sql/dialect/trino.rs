@@ -71,7 +71,7 @@ use sqlparser::ast::{
 
 use super::postgres::keep_filter;
 use super::translate::{arguments, is_distinct};
-use super::{Dialect, Refusal, skeleton};
+use super::{Dialect, Refusal, staged_replace};
 use crate::model::Grain;
 use crate::sql::build::*;
 
@@ -423,33 +423,19 @@ impl Dialect for Trino {
     /// `CREATE OR REPLACE TABLE t AS SELECT * FROM t__kpic_new` and the
     /// staged table dropped.
     fn replace_tables(&self, tables: Vec<(String, Query)>) -> Vec<Statement> {
-        let mut built = Vec::new();
-        let mut swapped = Vec::new();
-        for (name, q) in tables {
-            let staged = format!("{name}__kpic_new");
-            let names = [("kpic_t_new", staged.as_str()), ("kpic_t", name.as_str())];
-            built.push(skeleton(
-                self,
+        staged_replace(
+            self,
+            tables,
+            &[
                 "DROP TABLE IF EXISTS kpic_t_new",
-                &names,
-                None,
-            ));
-            built.push(skeleton(
-                self,
                 "CREATE TABLE kpic_t_new AS SELECT 1",
-                &names,
-                Some(q),
-            ));
-            swapped.push(skeleton(
-                self,
+            ],
+            &[
                 "CREATE OR REPLACE TABLE kpic_t AS SELECT * FROM kpic_t_new",
-                &names,
-                None,
-            ));
-            swapped.push(skeleton(self, "DROP TABLE kpic_t_new", &names, None));
-        }
-        built.extend(swapped);
-        built
+                "DROP TABLE kpic_t_new",
+            ],
+            &[],
+        )
     }
 }
 
