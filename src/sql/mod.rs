@@ -292,6 +292,30 @@ pub fn dialect_problems(
             }
             std::ops::ControlFlow::<()>::Continue(())
         });
+        // Engines whose sort-based aggregates share one ordering per query
+        // (Redshift) get each ordering its own query, but one expression
+        // cannot be split.
+        let mut translated = measure.expr.clone();
+        dialect::translate_expr(&mut translated, dialect);
+        if dialect::translate::sort_orders(&translated, dialect).len() > 1 {
+            diags.push(
+                Diagnostic::new(
+                    Code::DialectUnsupported,
+                    format!(
+                        "metric `{}`: its measure orders sort-based aggregates by different \
+                         expressions, and {} needs every sort-based aggregate of a query to \
+                         order by the same expression",
+                        metric.name.value,
+                        dialect.name()
+                    ),
+                )
+                .at(measure.span, "two different orderings in one measure")
+                .with_help(
+                    "declare each quantile as a metric of its own and combine them in a \
+                     derived metric (`expr: p90_a - p90_b`)",
+                ),
+            );
+        }
     }
     diags
 }

@@ -75,6 +75,11 @@ fn projects() -> Vec<(String, Project, Option<String>)> {
     ] {
         all.push((name.into(), Project::from_fixture(name), Some(as_of.into())));
     }
+    all.push((
+        "quantile_members".into(),
+        crate::dialects::quantile_members_project(),
+        Some("2024-03-13".into()),
+    ));
     all.extend(
         crate::execute::execution_projects()
             .into_iter()

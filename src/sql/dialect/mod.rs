@@ -388,6 +388,17 @@ pub trait Dialect {
         Ok(None)
     }
 
+    /// Where every sort-based aggregate of one query must share a single
+    /// ordering (Redshift: PERCENTILE_CONT, MEDIAN and LISTAGG of a query
+    /// all order by the same expression): the ordering of `call`, an
+    /// aggregate already in this engine's words, as text. The pass then
+    /// gives each ordering a grouped query of its own (see
+    /// [`translate`]). `None`: the engine has no such rule, or `call` is
+    /// not sort-based.
+    fn sort_order(&self, _call: &Function) -> Option<String> {
+        None
+    }
+
     /// A type named in a CAST, as this engine spells it.
     fn data_type(&self, t: DataType) -> DataType {
         t

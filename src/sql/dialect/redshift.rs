@@ -34,17 +34,19 @@
 //! - `AVG` of an integer returns a BIGINT (truncated) and of a DECIMAL keeps
 //!   the argument's scale (r_AVG): `avg`, `mean` and `stddev*` get their
 //!   argument cast to `DOUBLE PRECISION` and compute as DuckDB does.
-//! - Quantiles are refused. Redshift's exact ones, `PERCENTILE_CONT(p)
-//!   WITHIN GROUP (ORDER BY x)` and `MEDIAN(x)`, are sort-based aggregates,
-//!   and every sort-based aggregate of a query must order by the same
-//!   expression (r_PERCENTILE_CONT usage notes: "within group ORDER BY
-//!   clauses for aggregate functions must be the same"). kpic computes each
-//!   quantile twice in one aggregate query, over the whole period and over
-//!   the like-for-like days (`ORDER BY x` and `ORDER BY CASE WHEN … THEN x
-//!   END`), so Redshift would reject every quantile KPI at run time. The
-//!   only other percentile, `APPROXIMATE PERCENTILE_DISC`, is discrete and
-//!   limited in its number of groups. Lifting this needs the renderer to
-//!   put each quantile column in its own aggregate query.
+//! - Quantiles: `quantile_cont(x, p)` → `PERCENTILE_CONT(p) WITHIN GROUP
+//!   (ORDER BY CAST(x AS DOUBLE PRECISION))`, exact and interpolated as in
+//!   DuckDB; `median(x)` is the 0.5 quantile. PERCENTILE_CONT is
+//!   sort-based, and every sort-based aggregate of a query must order by
+//!   the same expression (r_PERCENTILE_CONT usage notes). kpic computes
+//!   a quantile over the whole period and over its like-for-like days
+//!   (`ORDER BY x` and `ORDER BY CASE WHEN … THEN x END`), and different
+//!   metrics order by different columns, so [`Dialect::sort_order`] names
+//!   each call's ordering and the translate pass splits such a grouped
+//!   query into one query per ordering over the same rows, joined back on
+//!   the group keys. Each extra ordering reads the rows once more. A single
+//!   measure with two orderings (`median(a) - median(b)`) is refused at
+//!   the metric (KPI301).
 //! - `approx_count_distinct(x)` → `HLL(x)`: Redshift's HyperLogLog
 //!   cardinality, 0 when every value is NULL (r_HLL_function); approximate,
 //!   like DuckDB's, but the two estimates differ.
@@ -283,6 +285,15 @@ fn with_double_argument(call: &Function, name: &str) -> Option<Expr> {
     }
 }
 
+/// `PERCENTILE_CONT(p) WITHIN GROUP (ORDER BY CAST(x AS DOUBLE PRECISION))`:
+/// exact and interpolated, as DuckDB's `quantile_cont`; the cast makes the
+/// result a DOUBLE (an integer or DECIMAL ordering returns a DECIMAL,
+/// r_PERCENTILE_CONT). A median is the 0.5 quantile, so a metric's median
+/// and its other quantiles of the same column share one ordering.
+fn percentile_cont(x: Expr, p: Expr) -> Expr {
+    super::postgres::percentile_within_group(cast(x, DataType::DoublePrecision), p)
+}
+
 impl Dialect for Redshift {
     fn name(&self) -> &'static str {
         "redshift"
@@ -436,18 +447,19 @@ impl Dialect for Redshift {
             })
         };
         match name {
-            "quantile_cont" | "quantile" | "percentile" | "percentile_cont" | "median" => {
-                Err(Refusal {
-                    message: format!(
-                        "`{name}` would need two PERCENTILE_CONT orderings in one query (the \
-                         whole period and its like-for-like days), and every PERCENTILE_CONT or \
-                         MEDIAN of a query must order by the same expression"
-                    ),
-                    help: "compile this project for another engine (duckdb, postgres, \
-                           snowflake, trino), or leave the quantile metric out of the Redshift \
-                           project"
-                        .into(),
-                })
+            "quantile_cont" | "quantile" | "percentile" | "percentile_cont" => {
+                let (x, rest) = args()?;
+                let Some(p) = rest.first() else {
+                    return Err(Refusal {
+                        message: format!("`{name}` needs a fraction"),
+                        help: format!("write `{name}(column, 0.9)`"),
+                    });
+                };
+                Ok(Some(percentile_cont(x, p.clone())))
+            }
+            "median" => {
+                let (x, _) = args()?;
+                Ok(Some(percentile_cont(x, num(0.5))))
             }
             "approx_count_distinct" => {
                 let (x, _) = args()?;
@@ -456,6 +468,20 @@ impl Dialect for Redshift {
             "avg" | "mean" => Ok(with_double_argument(call, "avg")),
             "stddev" | "stddev_samp" | "stddev_pop" => Ok(with_double_argument(call, name)),
             _ => Ok(None),
+        }
+    }
+
+    /// PERCENTILE_CONT (and MEDIAN, LISTAGG) are sort-based: every one of
+    /// a query must order by the same expression.
+    fn sort_order(&self, call: &Function) -> Option<String> {
+        let name = crate::semantic::aggregates::function_name(call);
+        if !call.within_group.is_empty() {
+            let order: Vec<String> = call.within_group.iter().map(|o| o.to_string()).collect();
+            Some(order.join(", "))
+        } else if name == "median" || name == "listagg" {
+            Some(call.args.to_string())
+        } else {
+            None
         }
     }
 
@@ -657,10 +683,18 @@ mod tests {
             Redshift.aggregate(&name, &f)
         };
         let text = |t: &str| agg(t).unwrap().unwrap().to_string();
-        for refused in ["quantile_cont(x, 0.9)", "percentile(x, 0.5)", "median(x)"] {
-            let r = agg(refused).unwrap_err();
-            assert!(r.message.contains("PERCENTILE_CONT"), "{}", r.message);
-        }
+        assert_eq!(
+            text("quantile_cont(x, 0.9)"),
+            "percentile_cont(0.9) WITHIN GROUP (ORDER BY CAST(x AS DOUBLE PRECISION))"
+        );
+        assert_eq!(
+            text("median(x)"),
+            "percentile_cont(0.5) WITHIN GROUP (ORDER BY CAST(x AS DOUBLE PRECISION))"
+        );
+        assert!(
+            agg("quantile_cont(x)").is_err(),
+            "a quantile needs a fraction"
+        );
         assert_eq!(text("approx_count_distinct(x)"), "hll(x)");
         assert_eq!(
             text("mean(DISTINCT x)"),

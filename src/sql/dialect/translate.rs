@@ -8,7 +8,11 @@
 //!   ([`Dialect::aggregate`]);
 //! - type names in `CAST` ([`Dialect::data_type`]);
 //! - quoted identifiers ([`Dialect::identifier`]) and string literals that
-//!   need escaping ([`Dialect::string_literal`]).
+//!   need escaping ([`Dialect::string_literal`]);
+//! - grouped queries whose sort-based aggregates order by different
+//!   expressions, where the engine wants one ordering per query
+//!   ([`Dialect::sort_order`], Redshift): split into one grouped query
+//!   per ordering, joined back on the group keys ([`split_sort_orders`]).
 //!
 //! Semantic differences (dates, spines, division, NULL matching) are not
 //! here: the renderer asks the [`Dialect`] for them while it builds the
@@ -16,13 +20,15 @@
 
 use std::ops::ControlFlow;
 
+use std::collections::BTreeSet;
+
 use sqlparser::ast::{
-    Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, Query, Statement,
-    Value, VisitMut, VisitorMut,
+    Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, Ident, Query,
+    SelectItem, SetExpr, Statement, Value, VisitMut, VisitorMut,
 };
 
 use super::Dialect;
-use crate::sql::build::{case, int};
+use crate::sql::build::{and_all, case, derived, from, func, ident, int, item, left_join, select};
 
 /// Rewrites `q` in place for `dialect`.
 pub fn translate_query(q: &mut Query, dialect: &dyn Dialect) {
@@ -83,6 +89,163 @@ impl VisitorMut for Pass<'_> {
         }
         ControlFlow::Continue(())
     }
+
+    // Queries are visited after their expressions: the aggregates are
+    // already in the engine's words when their orderings are compared.
+    fn post_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+        split_sort_orders(query, self.dialect);
+        ControlFlow::Continue(())
+    }
+}
+
+/// The distinct orderings ([`Dialect::sort_order`]) of the sort-based
+/// aggregates in `e`.
+pub fn sort_orders(e: &Expr, dialect: &dyn Dialect) -> BTreeSet<String> {
+    let mut found = BTreeSet::new();
+    let _ = sqlparser::ast::visit_expressions(e, |e| {
+        if let Expr::Function(f) = e
+            && let Some(order) = dialect.sort_order(f)
+        {
+            found.insert(order);
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    found
+}
+
+/// `SELECT keys, a, b FROM r GROUP BY keys` whose aggregates `a` and `b`
+/// are sort-based with different orderings (the whole period's quantile
+/// and its like-for-like days', `ORDER BY x` and `ORDER BY CASE WHEN …
+/// THEN x END`) → one grouped query per ordering over the same rows and
+/// groups, each with the group keys as hidden columns, left joined on
+/// them:
+///
+/// ```sql
+/// SELECT kpic_part0.keys, kpic_part0.a, kpic_part1.b
+/// FROM (SELECT k AS __kpic_key0, keys, a FROM r GROUP BY k) AS kpic_part0
+/// LEFT JOIN (SELECT k AS __kpic_key0, b FROM r GROUP BY k) AS kpic_part1
+///   ON <k matches, NULL matching NULL>
+/// ```
+///
+/// Every part groups the same rows by the same keys, so the parts hold the
+/// same groups and the join pairs them one to one. Keys are matched as
+/// text with [`Dialect::null_safe_eq`] (a NULL key is a group too: a NULL
+/// breakdown member); with GROUPING SETS each key's `GROUPING()` flag is a
+/// key as well, so a NULL member is not confused with a rolled-up key.
+/// Queries this cannot split safely (an unnamed item, one item with two
+/// orderings, HAVING, DISTINCT, ROLLUP/CUBE) are left as they
+/// are; `sql::dialect_problems` refuses a measure with two orderings
+/// before compiling.
+fn split_sort_orders(q: &mut Query, d: &dyn Dialect) {
+    let SetExpr::Select(s) = q.body.as_mut() else {
+        return;
+    };
+    let GroupByExpr::Expressions(group, modifiers) = &s.group_by else {
+        return;
+    };
+    if group.is_empty()
+        || !modifiers.is_empty()
+        || s.having.is_some()
+        || s.qualify.is_some()
+        || s.distinct.is_some()
+    {
+        return;
+    }
+    // Which ordering each projection item belongs to (None: no sort-based
+    // aggregate; it goes with the first ordering).
+    let mut orders: Vec<String> = Vec::new();
+    let mut item_order: Vec<usize> = Vec::with_capacity(s.projection.len());
+    for it in &s.projection {
+        // Parts are read back by name.
+        let SelectItem::ExprWithAlias { expr, .. } = it else {
+            return;
+        };
+        let found = sort_orders(expr, d);
+        if found.len() > 1 {
+            return;
+        }
+        item_order.push(match found.into_iter().next() {
+            None => 0,
+            Some(order) => match orders.iter().position(|o| *o == order) {
+                Some(i) => i,
+                None => {
+                    orders.push(order);
+                    orders.len() - 1
+                }
+            },
+        });
+    }
+    if orders.len() < 2 {
+        return;
+    }
+    let mut keys: Vec<Expr> = Vec::new();
+    // With GROUPING SETS, the keys some set leaves out (NULL there).
+    let mut rolled_up: Vec<Expr> = Vec::new();
+    for e in group {
+        let set_keys: Vec<&Expr> = match e {
+            Expr::GroupingSets(sets) => {
+                for k in sets.iter().flatten() {
+                    if sets.iter().any(|set| !set.contains(k)) && !rolled_up.contains(k) {
+                        rolled_up.push(k.clone());
+                    }
+                }
+                sets.iter().flatten().collect()
+            }
+            Expr::Rollup(_) | Expr::Cube(_) => return,
+            other => vec![other],
+        };
+        for k in set_keys {
+            if !keys.contains(k) {
+                keys.push(k.clone());
+            }
+        }
+    }
+    let mut key_items: Vec<SelectItem> = Vec::new();
+    let mut key_names: Vec<String> = Vec::new();
+    for (i, k) in keys.iter().enumerate() {
+        key_names.push(format!("__kpic_key{i}"));
+        key_items.push(item(k.clone(), &format!("__kpic_key{i}")));
+        if rolled_up.contains(k) {
+            key_names.push(format!("__kpic_set{i}"));
+            key_items.push(item(
+                func("grouping", vec![k.clone()]),
+                &format!("__kpic_set{i}"),
+            ));
+        }
+    }
+    let part_name = |i: usize| format!("kpic_part{i}");
+    let mut outer_projection = Vec::with_capacity(s.projection.len());
+    let mut parts: Vec<Vec<SelectItem>> = vec![key_items.clone(); orders.len()];
+    for (it, &o) in s.projection.iter().zip(&item_order) {
+        parts[o].push(it.clone());
+        if let SelectItem::ExprWithAlias { alias, .. } = it {
+            outer_projection.push(SelectItem::ExprWithAlias {
+                expr: Expr::CompoundIdentifier(vec![ident(&part_name(o)), alias.clone()]),
+                alias: alias.clone(),
+            });
+        }
+    }
+    let mut relations = parts.into_iter().enumerate().map(|(i, projection)| {
+        let mut part = (**s).clone();
+        part.projection = projection;
+        derived(crate::sql::build::select_query(part), &part_name(i))
+    });
+    let Some(first) = relations.next() else {
+        return;
+    };
+    let joins = relations
+        .enumerate()
+        .map(|(i, relation)| {
+            let on = key_names.iter().map(|k| {
+                let side = |part: &str| {
+                    d.member_text(Expr::CompoundIdentifier(vec![ident(part), ident(k)]))
+                };
+                d.null_safe_eq(side(&part_name(0)), side(&part_name(i + 1)))
+            });
+            left_join(relation, and_all(on.collect()).unwrap_or_else(|| int(1)))
+        })
+        .collect();
+    **s = select(outer_projection, vec![from(first, joins)]);
 }
 
 /// `agg(x) FILTER (WHERE c)` → `agg(CASE WHEN c THEN x END)`;
