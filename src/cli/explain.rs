@@ -79,14 +79,19 @@ pub fn explain(ctx: &Ctx, args: ExplainArgs) -> Outcome {
         color: ctx.color,
         color_stdout: ctx.color_stdout,
     };
-    let (model, db_path) = match analyze_with_db(&errors_only, args.db.as_deref()) {
+    let (model, db_path, inspection) = match analyze_with_db(&errors_only, args.db.as_deref()) {
         Ok(m) => m,
         Err(o) => return o,
     };
     // Type errors (`sum(text)`) point at the measure, as in `run`.
     // (An unknown KPI is reported below, with a did-you-mean.)
     let bind = match model.project.kpi(&args.kpi) {
-        Some(_) => bind_in_engine(&model, std::slice::from_ref(&args.kpi), db_path.as_deref()),
+        Some(_) => bind_in_engine(
+            &model,
+            std::slice::from_ref(&args.kpi),
+            db_path.as_deref(),
+            inspection.as_ref(),
+        ),
         None => crate::diagnostics::Diagnostics::new(),
     };
     if bind.has_errors() {
@@ -104,7 +109,7 @@ pub fn explain(ctx: &Ctx, args: ExplainArgs) -> Outcome {
         memory_limit: memory_limit_arg(args.memory_limit.as_deref(), &model),
         timeout,
     };
-    let (answer, notes) = match crate::explain::explain(&model, &options) {
+    let (answer, notes) = match crate::explain::explain_on(&model, &options, inspection) {
         Ok(a) => a,
         Err(d) => {
             ctx.report(&d, &model.sources);

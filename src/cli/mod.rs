@@ -209,20 +209,33 @@ fn bind_in_engine(
     model: &SemanticModel,
     select: &[String],
     database: Option<&Path>,
+    conn: Option<&duckdb::Connection>,
 ) -> Diagnostics {
     let options = PlanOptions {
         as_of: Some(AsOf::Latest),
         select: select.to_vec(),
         local_files: true,
     };
-    match crate::plan::plan_kpis(model, &options) {
-        Ok(plan) => {
-            let compiled = crate::sql::plan_to_sql(&plan, model, &crate::sql::dialect::DuckDb);
+    let plan = match crate::plan::plan_kpis(model, &options) {
+        Ok(plan) => plan,
+        Err(d) => return d,
+    };
+    let opened;
+    let conn = match conn {
+        Some(c) => c,
+        None => {
             let database = crate::exec::project_database(&model.project, database);
-            crate::exec::type_check(&model.project, &plan, &compiled, database.as_deref())
+            match crate::exec::inspection_connection(&model.project.root, database.as_deref()) {
+                Some(c) => {
+                    opened = c;
+                    &opened
+                }
+                None => return Diagnostics::new(),
+            }
         }
-        Err(d) => d,
-    }
+    };
+    let compiled = crate::sql::plan_to_sql(&plan, model, &crate::sql::dialect::DuckDb);
+    crate::exec::type_check(&model.project, &plan, &compiled, conn)
 }
 
 /// The project directory must exist (a usage error otherwise: exit 2).
@@ -264,7 +277,7 @@ fn memory_limit_arg(arg: Option<&str>, model: &SemanticModel) -> Option<String> 
 fn analyze_with_db(
     ctx: &Ctx,
     db: Option<&Path>,
-) -> Result<(SemanticModel, Option<PathBuf>), Outcome> {
+) -> Result<(SemanticModel, Option<PathBuf>, Option<duckdb::Connection>), Outcome> {
     let db_path = match db {
         Some(p) if p.as_os_str() == ":memory:" => None,
         Some(p) => Some(std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())),
@@ -272,9 +285,10 @@ fn analyze_with_db(
     };
     let mut catalog = crate::exec::DuckDbCatalog::new(&ctx.root, db_path.as_deref());
     let analyzed = analyze(ctx, &mut catalog);
-    // The catalog may hold the database open read-only: close it first.
-    drop(catalog);
-    analyzed.map(|m| (m, db_path))
+    // The catalog's connection (read-only on the database, or in memory)
+    // is handed on, so the database is opened once.
+    let conn = catalog.into_connection();
+    analyzed.map(|m| (m, db_path, conn))
 }
 
 /// load → model → semantic, reporting diagnostics on stderr. `Err` when
@@ -311,9 +325,9 @@ fn check(ctx: &Ctx, format: CheckFormat, explain_code: Option<String>) -> Outcom
     }
     let mut catalog = crate::exec::DuckDbCatalog::new(&ctx.root, None);
     let (model, mut diags) = crate::analyze_project(&ctx.root, &mut catalog);
-    drop(catalog);
+    let inspection = catalog.into_connection();
     if !diags.has_errors() {
-        diags.extend(bind_in_engine(&model, &[], None));
+        diags.extend(bind_in_engine(&model, &[], None, inspection.as_ref()));
     }
     if !diags.has_errors() {
         diags.extend(crate::explain::decomposition_check(&model, None));
@@ -468,7 +482,7 @@ fn run(ctx: &Ctx, args: RunArgs) -> Outcome {
         Err(o) => return o,
     };
     // `--db` is relative to the current directory.
-    let (model, db_path) = match analyze_with_db(ctx, args.db.as_deref()) {
+    let (model, db_path, inspection) = match analyze_with_db(ctx, args.db.as_deref()) {
         Ok(m) => m,
         Err(o) => return o,
     };
@@ -484,7 +498,15 @@ fn run(ctx: &Ctx, args: RunArgs) -> Outcome {
             return failure_kind(&d);
         }
     };
-    let bind = bind_in_engine(&model, &args.select, db_path.as_deref());
+    let bind = bind_in_engine(
+        &model,
+        &args.select,
+        db_path.as_deref(),
+        inspection.as_ref(),
+    );
+    // The build opens the database for writing: the read-only inspection
+    // connection is closed first.
+    drop(inspection);
     if bind.has_errors() {
         ctx.report(&bind, &model.sources);
         return Outcome::ProjectErrors;

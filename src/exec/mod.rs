@@ -304,7 +304,7 @@ fn read_results(conn: &Connection) -> duckdb::Result<Vec<KpiRow>> {
 /// A connection for reading schemas and binding queries without writing:
 /// the database file read-only when it exists (so `table:` sources in it
 /// can be described), an in-memory database otherwise.
-fn inspection_connection(root: &Path, database: Option<&Path>) -> Option<Connection> {
+pub fn inspection_connection(root: &Path, database: Option<&Path>) -> Option<Connection> {
     let file = database
         .filter(|p| p.is_file())
         .and_then(|p| open_read_only(p).ok());
@@ -338,6 +338,13 @@ impl DuckDbCatalog {
             database: database.map(Path::to_path_buf),
             conn: None,
         }
+    }
+
+    /// The connection the lookups used (opened read-only on the project's
+    /// database, or in memory), for the next stage to reuse: opening
+    /// DuckDB again costs milliseconds `explain` counts.
+    pub fn into_connection(self) -> Option<Connection> {
+        self.conn.flatten()
     }
 }
 
@@ -418,16 +425,16 @@ fn first_lines(e: &str) -> String {
 /// column is prepared over it. A failure becomes a KPI402 at the metric's
 /// measure (or at the KPI filter that only that column uses), so type
 /// errors such as `sum(status)` surface in `kpic check` with a position.
+/// `conn` is an inspection connection ([`inspection_connection`]); the
+/// empty tables are dropped again.
 pub fn type_check(
     project: &Project,
     plan: &crate::plan::Plan,
     compiled: &CompiledSql,
-    database: Option<&Path>,
+    conn: &Connection,
 ) -> Diagnostics {
     let mut diags = Diagnostics::new();
-    let Some(conn) = inspection_connection(&project.root, database) else {
-        return diags;
-    };
+    let mut created = Vec::new();
     let mut broken_scans = Vec::new();
     for n in compiled
         .named
@@ -441,7 +448,11 @@ pub fn type_check(
             "CREATE TEMP TABLE {} AS SELECT * FROM ({q}) AS t LIMIT 0",
             n.name
         );
-        if let Err(e) = conn.execute_batch(&sql) {
+        let made = conn.execute_batch(&sql);
+        if made.is_ok() {
+            created.push(n.name.clone());
+        }
+        if let Err(e) = made {
             broken_scans.push(n.name.clone());
             let source = n.name.trim_start_matches("kpic_scan_");
             // A warehouse table may not exist here yet: only local files
@@ -520,6 +531,10 @@ pub fn type_check(
             (None, None) => continue,
         };
         diags.push(d);
+    }
+    // The connection may serve the next stage (explain's session).
+    for name in created {
+        let _ = conn.execute_batch(&format!("DROP TABLE IF EXISTS {name}"));
     }
     diags
 }

@@ -63,6 +63,17 @@ impl Session {
             Diagnostic::new(Code::Database, format!("cannot open DuckDB: {e}"))
                 .with_help("check the database path and that no other process is writing to it")
         })?;
+        Session::on(conn, project, memory_limit, timeout)
+    }
+
+    /// A session on a connection already open on the same database (read-only
+    /// or in memory): the catalog's, which has read the sources' schemas.
+    pub fn on(
+        conn: Connection,
+        project: &Project,
+        memory_limit: Option<&str>,
+        timeout: Option<Duration>,
+    ) -> Result<Session, Diagnostic> {
         configure(&conn, &project.root, memory_limit).map_err(|e| {
             Diagnostic::new(Code::Database, format!("cannot configure DuckDB: {e}"))
                 .with_help("a memory limit looks like `2GB` or `512MB`")
@@ -89,6 +100,18 @@ impl Session {
         let (result, timed_out) =
             with_timeout(&self.conn, self.timeout, || self.conn.execute_batch(sql));
         result.map_err(|e| failure(label, &e.to_string(), timed_out))
+    }
+
+    /// Closes the connection on a thread of its own: freeing DuckDB's
+    /// buffers and temporary tables takes milliseconds nobody waits for
+    /// (the process may exit first; the session wrote nothing).
+    pub fn close_in_background(self) {
+        let conn = self.conn;
+        let spawned = std::thread::Builder::new()
+            .name("kpic-close".into())
+            .spawn(move || drop(conn));
+        // Without a thread, the connection is closed here instead.
+        drop(spawned);
     }
 
     /// Runs a SELECT and reads every row.

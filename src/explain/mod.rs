@@ -141,6 +141,18 @@ pub fn explain(
     model: &SemanticModel,
     options: &ExplainOptions,
 ) -> Result<(Explanation, Notes), Diagnostics> {
+    explain_on(model, options, None)
+}
+
+/// [`explain`] on `conn` when given: a connection already open on the
+/// project's database (read-only) or in memory, such as the catalog's
+/// ([`crate::exec::DuckDbCatalog::into_connection`]), so DuckDB is not
+/// opened twice.
+pub fn explain_on(
+    model: &SemanticModel,
+    options: &ExplainOptions,
+    conn: Option<duckdb::Connection>,
+) -> Result<(Explanation, Notes), Diagnostics> {
     let project = &model.project;
     let kpi_def = project.kpi(&options.kpi).ok_or_else(|| {
         let names: Vec<&str> = project.kpis.iter().map(|k| k.name.value.as_str()).collect();
@@ -172,12 +184,20 @@ pub fn explain(
     // again (measured by bench/speed.sh).
     let compiled = pipeline(model, &plan);
     let database = crate::exec::project_database(project, options.database.as_deref());
-    let mut session = Session::open(
-        project,
-        database.as_deref(),
-        options.memory_limit.as_deref(),
-        options.timeout,
-    )?;
+    let mut session = match conn {
+        Some(conn) => Session::on(
+            conn,
+            project,
+            options.memory_limit.as_deref(),
+            options.timeout,
+        )?,
+        None => Session::open(
+            project,
+            database.as_deref(),
+            options.memory_limit.as_deref(),
+            options.timeout,
+        )?,
+    };
     session.materialize(&compiled)?;
     let select = |name: &str| -> Result<String, Diagnostics> {
         compiled
@@ -303,6 +323,7 @@ pub fn explain(
         drivers = drivers_out(node, &x1, &x0, current.actual, previous);
     }
 
+    session.close_in_background();
     let change = match (current.actual, previous) {
         (Some(a), Some(b)) => Some(a - b),
         _ => None,
