@@ -400,16 +400,7 @@ mod tests {
 
     #[test]
     fn aggregates() {
-        let agg = |text: &str| {
-            let e = Parser::new(&sqlparser::dialect::GenericDialect {})
-                .try_with_sql(text)
-                .unwrap()
-                .parse_expr()
-                .unwrap();
-            let Expr::Function(f) = e else { panic!() };
-            let name = crate::semantic::aggregates::function_name(&f);
-            BigQuery.aggregate(&name, &f)
-        };
+        let agg = |text: &str| crate::sql::dialect::aggregate_of(&BigQuery, text);
         assert!(
             agg("median(x)")
                 .unwrap()

@@ -513,13 +513,7 @@ mod tests {
     #[test]
     fn aggregates() {
         let agg = |text: &str| {
-            let Expr::Function(f) = parse_expr(text) else {
-                panic!("{text}")
-            };
-            let name = crate::semantic::aggregates::function_name(&f);
-            ClickHouse
-                .aggregate(&name, &f)
-                .map(|r| r.map(|e| e.to_string()))
+            crate::sql::dialect::aggregate_of(&ClickHouse, text).map(|r| r.map(|e| e.to_string()))
         };
         let some = |s: &str| Ok(Some(s.to_string()));
         assert_eq!(

@@ -506,20 +506,7 @@ mod tests {
 
     #[test]
     fn quantiles_are_exact_and_averages_are_of_doubles() {
-        let call = |text: &str| {
-            let e = Parser::new(&sqlparser::dialect::GenericDialect {})
-                .try_with_sql(text)
-                .unwrap()
-                .parse_expr()
-                .unwrap();
-            let Expr::Function(f) = e else { panic!() };
-            f
-        };
-        let agg = |text: &str| {
-            let f = call(text);
-            let name = crate::semantic::aggregates::function_name(&f);
-            Databricks.aggregate(&name, &f)
-        };
+        let agg = |text: &str| crate::sql::dialect::aggregate_of(&Databricks, text);
         assert_eq!(
             agg("quantile_cont(x, 0.9) FILTER (WHERE y > 1)")
                 .unwrap()

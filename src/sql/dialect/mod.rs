@@ -476,3 +476,18 @@ pub trait Dialect {
     /// `self` as a trait object (for the default methods above).
     fn as_dyn(&self) -> &dyn Dialect;
 }
+
+/// Test helper: `dialect`'s translation of one aggregate call written as
+/// text (`quantile_cont(x, 0.9)`), parsed with sqlparser's generic dialect.
+#[cfg(test)]
+pub(crate) fn aggregate_of(dialect: &dyn Dialect, text: &str) -> Result<Option<Expr>, Refusal> {
+    let e = sqlparser::parser::Parser::new(&sqlparser::dialect::GenericDialect {})
+        .try_with_sql(text)
+        .and_then(|mut p| p.parse_expr())
+        .unwrap_or_else(|e| panic!("{text}: {e}"));
+    let Expr::Function(f) = e else {
+        panic!("{text} is not a function call")
+    };
+    let name = crate::semantic::aggregates::function_name(&f);
+    dialect.aggregate(&name, &f)
+}

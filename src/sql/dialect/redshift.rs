@@ -672,16 +672,7 @@ mod tests {
 
     #[test]
     fn aggregates_in_redshifts_words() {
-        let agg = |text: &str| {
-            let e = Parser::new(&sqlparser::dialect::GenericDialect {})
-                .try_with_sql(text)
-                .unwrap()
-                .parse_expr()
-                .unwrap();
-            let Expr::Function(f) = e else { panic!() };
-            let name = crate::semantic::aggregates::function_name(&f);
-            Redshift.aggregate(&name, &f)
-        };
+        let agg = |text: &str| crate::sql::dialect::aggregate_of(&Redshift, text);
         let text = |t: &str| agg(t).unwrap().unwrap().to_string();
         assert_eq!(
             text("quantile_cont(x, 0.9)"),

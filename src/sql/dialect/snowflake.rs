@@ -476,20 +476,7 @@ mod tests {
 
     #[test]
     fn quantiles_are_exact_ordered_set_aggregates_over_doubles() {
-        let call = |text: &str| {
-            let e = Parser::new(&sqlparser::dialect::GenericDialect {})
-                .try_with_sql(text)
-                .unwrap()
-                .parse_expr()
-                .unwrap();
-            let Expr::Function(f) = e else { panic!() };
-            f
-        };
-        let agg = |text: &str| {
-            let f = call(text);
-            let name = crate::semantic::aggregates::function_name(&f);
-            Snowflake.aggregate(&name, &f)
-        };
+        let agg = |text: &str| crate::sql::dialect::aggregate_of(&Snowflake, text);
         assert_eq!(
             agg("quantile_cont(x, 0.9)").unwrap().unwrap().to_string(),
             "percentile_cont(0.9) WITHIN GROUP (ORDER BY CAST(x AS DOUBLE))"

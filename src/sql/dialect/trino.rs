@@ -546,14 +546,7 @@ mod tests {
     }
 
     fn agg(text: &str) -> Result<Option<Expr>, Refusal> {
-        let e = Parser::new(&sqlparser::dialect::GenericDialect {})
-            .try_with_sql(text)
-            .unwrap()
-            .parse_expr()
-            .unwrap();
-        let Expr::Function(f) = e else { panic!() };
-        let name = crate::semantic::aggregates::function_name(&f);
-        Trino.aggregate(&name, &f)
+        crate::sql::dialect::aggregate_of(&Trino, text)
     }
 
     #[test]
