@@ -45,7 +45,7 @@ macro_rules! codes {
 codes! {
     // ---- KPI1xx: load ----
     FileUnreadable = "101", Error, "a file cannot be read",
-        "What: a project file could not be read, or is not UTF-8 text.\nWhy: kpic needs the text to validate it.\nFix: check the file's permissions and encoding (save it as UTF-8).";
+        "What: a project file could not be read: it is missing or unreadable, not a regular file (a FIFO, socket or device), a symlink that loops or dangles, or not UTF-8 text; or a symlinked directory under a model or macro dir loops back into itself or leads outside the project (it is not followed).\nWhy: kpic needs the text to validate it, and must never block on a device or walk a tree forever.\nFix: check the file's permissions and encoding (save it as UTF-8); remove looping symlinks; list directories outside the project in kpic.yml `models`/`macros` instead of linking them.";
     YamlSyntax = "102", Error, "YAML syntax error",
         "What: the file is not valid YAML.\nWhy: kpic cannot read definitions it cannot parse.\nFix: correct the syntax at the position shown (indentation, quotes, colons).";
     UnknownKey = "103", Error, "unknown key",
@@ -57,11 +57,11 @@ codes! {
     ModelDir = "106", Error, "model directory missing or empty",
         "What: a directory listed under `models` does not exist or holds no YAML files.\nFix: create it, or correct `models` in kpic.yml.";
     InputTooLarge = "107", Error, "input exceeds a safety limit",
-        "What: a file is too large, nested too deeply, or expands aliases beyond the limit.\nWhy: definitions are small; such input is almost always a mistake or an attack.\nFix: split or simplify the file.";
+        "What: an input exceeds one of kpic's safety limits: a file over 10 MB; YAML nested more than 64 levels deep or expanding (aliases included) to more than 100000 nodes; a SQL field chaining more than 1000 operators or nesting more than 50 parentheses, calls or subqueries; a template over 256 KB; a derived metric built on more than 32 levels of derived metrics, or whose formula written out exceeds 2000 terms; a model or macro dir with more than 2000 directories or 10000 files, or nested more than 32 levels.\nWhy: definitions are small; such input is almost always a mistake or an attack, and without limits it would make kpic hang or crash.\nFix: split or simplify what the message names.";
     Template = "108", Error, "template error",
-        "What: a SQL field's Jinja template failed to render (syntax error, undefined name, bad call).\nFix: correct the template; every variable must be defined (`var`, `env_var` take a default).";
+        "What: a SQL field's Jinja template (or a macro file) failed to render: syntax error, undefined name, bad call, or work without end (out of fuel, recursion too deep, or not finished within 500 ms).\nFix: correct the template; every variable must be defined (`var`, `env_var` take a default); loops and recursion must end.";
     SqlSyntax = "109", Error, "SQL syntax error",
-        "What: a SQL field did not parse as a single SQL expression.\nWhy: fields hold expressions, never statements, so `1=1; drop table x` is refused.\nFix: correct the expression.";
+        "What: a SQL field did not parse as a single SQL expression (a `sql:` source: a single query), or holds a query that writes (INSERT, UPDATE, DELETE, MERGE, SELECT … INTO).\nWhy: fields hold expressions, never statements, so `1=1; drop table x` is refused.\nFix: correct the expression.";
     InvalidValue = "110", Error, "invalid value",
         "What: a value is outside what the key accepts (an unknown grain, a tolerance outside [0, 1), a malformed number or duration).\nFix: use one of the values listed in the message.";
 
@@ -89,7 +89,7 @@ codes! {
     UnknownColumn = "211", Error, "unknown column",
         "What: an expression references a column the source does not have.\nWhy: kpic reads the schema of local files during `check`.\nFix: use the suggested column, or correct the source.";
     PathNotFound = "212", Error, "source path does not exist",
-        "What: a source's `path` matches no file.\nFix: correct the path (relative to the project directory).";
+        "What: a source's `path` matches no file, or names a directory, FIFO or device.\nFix: correct the path (relative to the project directory); name the files of a directory with a glob such as `dir/*.parquet`.";
     SourceRelation = "213", Error, "source needs exactly one relation",
         "What: a source must have exactly one of `path`, `table`, `sql`, `ref` (or `path` with `table`).\nFix: keep one.";
     MetricKind = "214", Error, "conflicting metric definition",

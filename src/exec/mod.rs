@@ -7,7 +7,7 @@
 //! [`DuckDbCatalog`] that reads the schemas of local files for `check`.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
@@ -105,29 +105,109 @@ fn open(root: &Path, options: &RunOptions) -> Result<Connection, Diagnostic> {
     Ok(conn)
 }
 
-/// Runs `f` on the connection, interrupting it after `timeout`.
+/// What the watchdog of [`watched`] shares with the work it bounds.
+#[derive(Default)]
+struct Watch {
+    /// Set by the watchdog once the timeout has passed.
+    fired: AtomicBool,
+    /// The step the work is running (the work sets it, see [`Watch::enter`]).
+    running: AtomicUsize,
+    /// The step that was running when the timeout passed.
+    fired_at: AtomicUsize,
+}
+
+impl Watch {
+    /// The work starts step `step`.
+    fn enter(&self, step: usize) {
+        self.running.store(step, Ordering::SeqCst);
+    }
+
+    /// Whether the timeout has passed.
+    fn fired(&self) -> bool {
+        self.fired.load(Ordering::SeqCst)
+    }
+}
+
+/// Runs `f` on the connection; once `timeout` has passed, the watchdog
+/// records which step `f` was running and interrupts the connection's
+/// query. Returns `f`'s result and, if the timeout passed, that step.
+///
+/// DuckDB clears a pending interrupt when the next query starts, so an
+/// interrupt that lands between two statements is lost (and one that lands
+/// while a statement writes its result may only stop the next one): work
+/// made of several statements must check [`Watch::fired`] before each.
+fn watched<T>(
+    conn: &Connection,
+    timeout: Option<Duration>,
+    f: impl FnOnce(&Watch) -> T,
+) -> (T, Option<usize>) {
+    let watch = Arc::new(Watch::default());
+    let Some(timeout) = timeout else {
+        return (f(&watch), None);
+    };
+    let handle = conn.interrupt_handle();
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    let watch_in = watch.clone();
+    let watcher = std::thread::spawn(move || {
+        if let Err(mpsc::RecvTimeoutError::Timeout) = done_rx.recv_timeout(timeout) {
+            let running = watch_in.running.load(Ordering::SeqCst);
+            watch_in.fired_at.store(running, Ordering::SeqCst);
+            watch_in.fired.store(true, Ordering::SeqCst);
+            handle.interrupt();
+        }
+    });
+    let out = f(&watch);
+    let _ = done_tx.send(());
+    let _ = watcher.join();
+    let fired_at = watch.fired().then(|| watch.fired_at.load(Ordering::SeqCst));
+    (out, fired_at)
+}
+
+/// Runs `f` (one statement) on the connection, interrupting it after
+/// `timeout`; the flag says whether the timeout passed.
 fn with_timeout<T>(
     conn: &Connection,
     timeout: Option<Duration>,
     f: impl FnOnce() -> T,
 ) -> (T, bool) {
-    let Some(timeout) = timeout else {
-        return (f(), false);
+    let (out, fired_at) = watched(conn, timeout, |_| f());
+    (out, fired_at.is_some())
+}
+
+/// Runs `statements` in one transaction: BEGIN is step 0, the statements
+/// steps 1..=n, COMMIT step n + 1. On a failure, or once the watchdog has
+/// fired, rolls back and returns the step and the engine's message.
+fn run_in_transaction(
+    conn: &Connection,
+    statements: &[crate::sql::BuildStatement],
+    watch: &Watch,
+) -> Result<(), (usize, String)> {
+    let rollback = |step: usize, e: String| {
+        let _ = conn.execute_batch("ROLLBACK");
+        Err((step, e))
     };
-    let handle = conn.interrupt_handle();
-    let fired = Arc::new(AtomicBool::new(false));
-    let (done_tx, done_rx) = mpsc::channel::<()>();
-    let fired_in = fired.clone();
-    let watcher = std::thread::spawn(move || {
-        if done_rx.recv_timeout(timeout).is_err() {
-            fired_in.store(true, Ordering::SeqCst);
-            handle.interrupt();
+    watch.enter(0);
+    conn.execute_batch("BEGIN TRANSACTION")
+        .map_err(|e| (0, e.to_string()))?;
+    for (i, st) in statements.iter().enumerate() {
+        // The watchdog's interrupt may have been lost between two
+        // statements (see `watched`): never start another statement once
+        // the timeout has passed.
+        if watch.fired() {
+            return rollback(i + 1, "timed out".into());
         }
-    });
-    let out = f();
-    let _ = done_tx.send(());
-    let _ = watcher.join();
-    (out, fired.load(Ordering::SeqCst))
+        watch.enter(i + 1);
+        if let Err(e) = conn.execute_batch(&st.sql) {
+            return rollback(i + 1, e.to_string());
+        }
+    }
+    let commit = statements.len() + 1;
+    if watch.fired() {
+        return rollback(commit, "timed out".into());
+    }
+    watch.enter(commit);
+    conn.execute_batch("COMMIT")
+        .map_err(|e| (commit, e.to_string()))
 }
 
 /// Checks joins, then replaces the output tables in one transaction.
@@ -182,43 +262,62 @@ pub fn run_build(
     if diags.has_errors() {
         return Err(diags);
     }
-    let statements = compiled.build_statements();
-    let (result, timed_out) = with_timeout(
-        &conn,
-        options.timeout,
-        || -> Result<(), (String, String)> {
-            conn.execute_batch("BEGIN TRANSACTION")
-                .map_err(|e| ("transaction".to_string(), e.to_string()))?;
-            for st in &statements {
-                if let Err(e) = conn.execute_batch(&st.sql) {
-                    let _ = conn.execute_batch("ROLLBACK");
-                    return Err((st.label.clone(), e.to_string()));
-                }
+    let statements = build_statements(compiled);
+    // Steps: 0 is BEGIN, 1..=n the statements, n + 1 the COMMIT.
+    let label_of = |step: usize| match step {
+        0 => "transaction",
+        s if s > statements.len() => "commit",
+        s => statements[s - 1].label.as_str(),
+    };
+    let (result, fired_at) = watched(&conn, options.timeout, |watch| {
+        run_in_transaction(&conn, &statements, watch)
+    });
+    if let Err((failed, e)) = result {
+        // On a timeout, name the step that was running when it passed:
+        // DuckDB may only notice the interrupt in a later statement.
+        let label = label_of(fired_at.unwrap_or(failed));
+        // Say whose SQL was running: the KPI a per-KPI step belongs to, the
+        // KPIs whose rows an output statement writes, or the KPIs that read
+        // a shared scan or aggregate (a timeout there is the usual case on
+        // large data).
+        let kpi = kpi_of_step(project, label);
+        let output = compiled.outputs.iter().find(|o| o.table == label);
+        let what = match (label, kpi, output) {
+            ("transaction", _, _) => "starting the transaction".to_string(),
+            ("commit", _, _) => "committing the new tables".to_string(),
+            (_, Some(k), _) => format!("building `{label}` (KPI `{}`)", k.name.value),
+            (_, None, Some(o)) => {
+                let mut kpis: Vec<String> = o
+                    .deps
+                    .iter()
+                    .filter_map(|d| kpi_of_step(project, d))
+                    .map(|k| k.name.value.clone())
+                    .collect();
+                kpis.dedup();
+                format!("building `{label}`{}", kpi_list("rows of", &kpis))
             }
-            conn.execute_batch("COMMIT")
-                .map_err(|e| ("commit".to_string(), e.to_string()))
-        },
-    );
-    if let Err((label, e)) = result {
-        let (code, message) = if timed_out {
+            (_, None, None) => format!(
+                "building `{label}`{}",
+                kpi_list("read by", &kpis_reading(project, compiled, label))
+            ),
+        };
+        let (code, message) = if fired_at.is_some() {
             (
                 Code::Timeout,
-                format!("building `{label}` took longer than the timeout"),
+                format!("{what} took longer than the timeout"),
             )
         } else {
             (
                 Code::QueryFailed,
-                format!("building `{label}` failed: {}", first_lines(&e)),
+                format!("{what} failed: {}", first_lines(&e)),
             )
         };
         let mut d = Diagnostic::new(code, message).with_help(
             "the previous output tables are unchanged; run `kpic compile` to read the SQL",
         );
-        if let Some(kpi) = kpi_of_step(&label)
-            && let Some(k) = project.kpi(kpi)
-        {
+        if let Some(k) = kpi {
             d = d.at(k.name.span, "while computing this KPI");
-        } else if let Some(span) = source_of_step(project, &label) {
+        } else if let Some(span) = source_of_step(project, label) {
             d = d.at(span, "while reading this source");
         }
         return Err(d.into());
@@ -246,10 +345,123 @@ pub struct RunOutcome {
     pub as_of: Option<String>,
 }
 
-fn kpi_of_step(label: &str) -> Option<&str> {
-    let rest = label.strip_prefix("kpic_k_")?;
-    let (name, _) = rest.rsplit_once('_')?;
-    Some(name)
+/// The statements of `kpic run`, in one transaction: the shared steps
+/// (scans, aggregates) as temporary tables, then each KPI step an output
+/// table reads (`kpic_k_<kpi>_vals`, `_cmp`, `_drv`, `kpic_kb_<kpi>_eff`) as
+/// a temporary table of its own, then the five output tables over them.
+///
+/// [`CompiledSql::build_statements`] inlines every KPI's steps as CTEs into
+/// the output statements, so a timeout or an engine error while computing
+/// one KPI could only be reported as "building `kpi_results`": the issue
+/// asks that the error say which KPI's SQL was running. One statement per
+/// KPI step gives the failing statement a KPI's name. The queries are the
+/// same (each step with the steps it needs as CTEs, as `select_after`
+/// renders them); a step several outputs read (`_cmp`) is now computed
+/// once instead of once per output, and the output statements are unions
+/// of small tables.
+fn build_statements(compiled: &CompiledSql) -> Vec<crate::sql::BuildStatement> {
+    use crate::sql::BuildStatement;
+    let (mut statements, mut materialized) = compiled.setup_statements();
+    let read_by_outputs: std::collections::BTreeSet<&str> = compiled
+        .outputs
+        .iter()
+        .flat_map(|o| o.deps.iter().map(String::as_str))
+        .collect();
+    // `named` lists a step after the steps it reads, so a later step reads
+    // the earlier ones' tables.
+    for n in compiled
+        .named
+        .iter()
+        .filter(|n| !n.shared && read_by_outputs.contains(n.name.as_str()))
+    {
+        let Some(q) = compiled.select_after(&n.name, &materialized) else {
+            continue;
+        };
+        // Step names are `kpic_k_<kpi>_<step>`: KPI names are
+        // `[a-z][a-z0-9_]*`, so the name needs no quoting.
+        statements.push(BuildStatement {
+            label: n.name.clone(),
+            sql: format!("CREATE OR REPLACE TEMPORARY TABLE {} AS {q:#}", n.name),
+        });
+        materialized.insert(n.name.clone());
+    }
+    for o in &compiled.outputs {
+        let Some(q) = compiled.select_after(&o.table, &materialized) else {
+            continue;
+        };
+        statements.push(BuildStatement {
+            label: o.table.clone(),
+            sql: format!("CREATE OR REPLACE TABLE {} AS {q:#}", o.table),
+        });
+    }
+    statements
+}
+
+/// The KPI a per-KPI step belongs to: `kpic_k_<kpi>_<step>` or
+/// `kpic_kb_<kpi>_<step>`. KPI names may contain `_` (and one may be a
+/// prefix of another), so the longest KPI name followed by `_` wins.
+fn kpi_of_step<'p>(project: &'p Project, label: &str) -> Option<&'p crate::model::Kpi> {
+    let rest = label
+        .strip_prefix("kpic_kb_")
+        .or_else(|| label.strip_prefix("kpic_k_"))?;
+    project
+        .kpis
+        .iter()
+        .filter(|k| {
+            rest.strip_prefix(k.name.value.as_str())
+                .is_some_and(|tail| tail.starts_with('_'))
+        })
+        .max_by_key(|k| k.name.value.len())
+}
+
+/// The KPIs whose steps read `label` (a shared scan or aggregate),
+/// directly or through other steps, sorted.
+fn kpis_reading(project: &Project, compiled: &CompiledSql, label: &str) -> Vec<String> {
+    let deps: std::collections::HashMap<&str, &[String]> = compiled
+        .named
+        .iter()
+        .map(|n| (n.name.as_str(), n.deps.as_slice()))
+        .collect();
+    let reads = |from: &str| {
+        let mut seen = std::collections::HashSet::new();
+        let mut stack = vec![from];
+        while let Some(n) = stack.pop() {
+            for d in deps.get(n).copied().unwrap_or_default() {
+                if d == label {
+                    return true;
+                }
+                if seen.insert(d.as_str()) {
+                    stack.push(d);
+                }
+            }
+        }
+        false
+    };
+    let mut kpis = std::collections::BTreeSet::new();
+    for n in &compiled.named {
+        if let Some(k) = kpi_of_step(project, &n.name)
+            && !kpis.contains(&k.name.value)
+            && reads(&n.name)
+        {
+            kpis.insert(k.name.value.clone());
+        }
+    }
+    kpis.into_iter().collect()
+}
+
+/// `` (read by KPI `a`) ``, `` (read by KPIs `a`, `b`) `` (at most five
+/// names, then "and N more"), or nothing when there is no KPI.
+fn kpi_list(how: &str, names: &[String]) -> String {
+    let shown: Vec<String> = names.iter().take(5).map(|n| format!("`{n}`")).collect();
+    let list = match names.len().saturating_sub(5) {
+        0 => shown.join(", "),
+        more => format!("{} and {more} more", shown.join(", ")),
+    };
+    match names.len() {
+        0 => String::new(),
+        1 => format!(" ({how} KPI {list})"),
+        _ => format!(" ({how} KPIs {list})"),
+    }
 }
 
 fn source_of_step(project: &Project, label: &str) -> Option<crate::source::Span> {
@@ -537,4 +749,62 @@ pub fn type_check(
         let _ = conn.execute_batch(&format!("DROP TABLE IF EXISTS {name}"));
     }
     diags
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sql::BuildStatement;
+
+    fn statement(label: &str, sql: &str) -> BuildStatement {
+        BuildStatement {
+            label: label.into(),
+            sql: sql.into(),
+        }
+    }
+
+    /// DuckDB forgets an interrupt that arrives between two statements
+    /// (every query starts by clearing it), so a timeout that passes there
+    /// would let the whole build run on. Here the watchdog has fired and
+    /// interrupted before the first statement: nothing may run.
+    #[test]
+    fn a_timeout_between_statements_stops_the_build() {
+        let conn = Connection::open_in_memory().unwrap();
+        let watch = Watch::default();
+        watch.fired.store(true, Ordering::SeqCst);
+        conn.interrupt_handle().interrupt();
+        let statements = [
+            statement("one", "CREATE TABLE one AS SELECT 1 AS x"),
+            statement("two", "CREATE TABLE two AS SELECT 2 AS x"),
+        ];
+        let result = run_in_transaction(&conn, &statements, &watch);
+        assert_eq!(result.map_err(|(step, _)| step), Err(1));
+        let created: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM duckdb_tables() WHERE table_name IN ('one', 'two')",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(created, 0, "the transaction was rolled back");
+    }
+
+    /// The step reported is the one running when the timeout passed, not
+    /// the one in which DuckDB noticed the interrupt.
+    #[test]
+    fn the_watchdog_records_the_running_step() {
+        let conn = Connection::open_in_memory().unwrap();
+        let (_, fired_at) = watched(&conn, Some(Duration::from_millis(20)), |watch| {
+            watch.enter(3);
+            let start = std::time::Instant::now();
+            while !watch.fired() && start.elapsed() < Duration::from_secs(10) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        });
+        assert_eq!(fired_at, Some(3));
+        let (_, fired_at) = watched(&conn, Some(Duration::from_secs(10)), |watch| {
+            watch.enter(1);
+        });
+        assert_eq!(fired_at, None);
+    }
 }

@@ -4,9 +4,14 @@
 //! macro file registered in the [`SourceMap`] and converted to a
 //! [`RawProject`], plus diagnostics. Reading is defensive: files over
 //! [`MAX_FILE_BYTES`] are refused before they are read, non-UTF-8 text is
-//! an error naming the file, symlink loops and directory cycles are cut
-//! (visited directories are tracked by canonical path, depth is capped), and
-//! unreadable directories are diagnostics, never panics.
+//! an error naming the file and line, FIFOs and devices are refused without
+//! being opened, a symlinked directory that loops back to one of its
+//! ancestors or leads outside the project is reported and not entered (each
+//! directory is entered once, by canonical path; depth and the number of
+//! directories are capped), and unreadable directories are diagnostics,
+//! never panics. A file refused as a whole is still registered in the
+//! [`SourceMap`] (with its first line when it can be read cheaply, else
+//! empty), so its diagnostic points at `file:1`.
 
 use std::collections::HashSet;
 use std::fs;
@@ -15,16 +20,24 @@ use std::path::{Path, PathBuf};
 
 use crate::diagnostics::{Code, Diagnostic, Diagnostics};
 use crate::load::convert;
-use crate::load::raw::{MacroFile, RawProject, Text};
+use crate::load::raw::{MacroFile, RawProject, RawTarget, Text};
 use crate::load::yaml;
-use crate::source::{FileId, SourceMap, Spanned};
+use crate::source::{FileId, SourceMap, Span, Spanned};
 
-/// Largest file kpic reads (definitions are a few KB).
+/// Largest file kpic reads (definitions are a few KB; a target file a few
+/// thousand rows). A larger file is refused before it is read, so a stray
+/// data dump or a sparse 100 GB file named `.yml` costs nothing.
 pub const MAX_FILE_BYTES: u64 = 10 * 1024 * 1024;
 /// Deepest directory nesting walked under a model or macro dir.
 const MAX_WALK_DEPTH: usize = 32;
 /// Most files collected under one directory.
 const MAX_FILES: usize = 10_000;
+/// Most directories entered under one model or macro dir. Real projects
+/// have tens; the cap bounds the walk of a dir that is (or links to) a
+/// large tree such as `/`.
+const MAX_DIRS: usize = 2_000;
+/// Bytes of a refused file's first line kept for its diagnostic.
+const FIRST_LINE_BYTES: usize = 200;
 
 const CONFIG_FILE: &str = "kpic.yml";
 
@@ -51,6 +64,11 @@ pub fn load_project(root: &Path, sources: &mut SourceMap) -> (RawProject, Diagno
         .map(|t| root.join(&t.value))
         .unwrap_or_else(|| root.join("target"));
     let skip: HashSet<PathBuf> = fs::canonicalize(&target_dir).into_iter().collect();
+    let root_canonical = fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+    let bounds = Bounds {
+        root: &root_canonical,
+        skip: &skip,
+    };
 
     // Model dirs.
     let model_dirs = dirs(config.and_then(|c| c.models.as_ref()), "models");
@@ -73,10 +91,11 @@ pub fn load_project(root: &Path, sources: &mut SourceMap) -> (RawProject, Diagno
             ""
         };
         if !path.is_dir() {
-            let what = if path.exists() {
-                "is not a directory"
-            } else {
-                "does not exist"
+            let what = match (fs::symlink_metadata(&path), fs::metadata(&path)) {
+                (Ok(_), Ok(_)) => "is not a directory".to_string(),
+                // A link that loops or dangles.
+                (Ok(_), Err(e)) => format!("cannot be read ({e})"),
+                (Err(_), _) => "does not exist".to_string(),
             };
             diags.push(with_span(
                 Diagnostic::new(
@@ -89,7 +108,14 @@ pub fn load_project(root: &Path, sources: &mut SourceMap) -> (RawProject, Diagno
             ));
             continue;
         }
-        let found = walk(&path, &dir.value, &["yml", "yaml"], &skip, &mut diags);
+        let found = walk(
+            &path,
+            &dir.value,
+            &["yml", "yaml"],
+            &bounds,
+            sources,
+            &mut diags,
+        );
         if found.is_empty() {
             diags.push(with_span(
                 Diagnostic::new(
@@ -131,7 +157,14 @@ pub fn load_project(root: &Path, sources: &mut SourceMap) -> (RawProject, Diagno
         if !path.is_dir() {
             continue;
         }
-        macro_files.extend(walk(&path, &dir.value, &["sql"], &skip, &mut diags));
+        macro_files.extend(walk(
+            &path,
+            &dir.value,
+            &["sql"],
+            &bounds,
+            sources,
+            &mut diags,
+        ));
     }
     macro_files.sort();
     macro_files.dedup_by(|a, b| a.1 == b.1);
@@ -141,7 +174,70 @@ pub fn load_project(root: &Path, sources: &mut SourceMap) -> (RawProject, Diagno
         }
     }
 
+    read_target_files(root, &mut project, sources, &mut diags);
+
     (project, diags)
+}
+
+/// Reads every target file (`target: {file: …}`) the KPIs name, once per
+/// path, into the source map, so `model` parses text kpic has already
+/// checked (size, regular file, UTF-8) and its diagnostics point at the
+/// CSV's lines. A file that cannot be read is reported here (KPI216, at the
+/// first `file:` naming it) and recorded as `None`.
+fn read_target_files(
+    root: &Path,
+    project: &mut RawProject,
+    sources: &mut SourceMap,
+    diags: &mut Diagnostics,
+) {
+    let mut paths: Vec<&Text> = Vec::new();
+    for f in &project.files {
+        for k in &f.kpis {
+            if let Some(RawTarget::File { path, .. }) = &k.target
+                && !paths.iter().any(|p| p.value == path.value)
+            {
+                paths.push(path);
+            }
+        }
+    }
+    let mut loaded = std::collections::BTreeMap::new();
+    for path in paths {
+        let display = path.value.clone();
+        let full = root.join(&path.value);
+        let file = match read_text(&full, &display) {
+            Ok(text) => Some(sources.add(&full, display, text)),
+            Err(e) => {
+                let d = match e {
+                    // Where the bad byte is.
+                    e @ ReadError::NotUtf8 { .. } => {
+                        let (d, at) = refusal(e, &full, &display, sources);
+                        match at {
+                            Some((span, label)) => d
+                                .at(span, label)
+                                .with_secondary(path.span, "target file named here"),
+                            None => d.at(path.span, "this target file"),
+                        }
+                    }
+                    // A file refused as a whole: at the `file:` naming it.
+                    ReadError::Whole {
+                        diagnostic, label, ..
+                    } => diagnostic.at(path.span, label),
+                };
+                diags.push(
+                    Diagnostic {
+                        code: Code::TargetFile,
+                        ..d
+                    }
+                    .with_help(
+                        "a target file is a CSV with columns period, target (and optionally kpi)",
+                    ),
+                );
+                None
+            }
+        };
+        loaded.insert(path.value.clone(), file);
+    }
+    project.target_files = loaded;
 }
 
 /// A configured (or default) directory.
@@ -177,22 +273,37 @@ fn with_span(d: Diagnostic, dir: &Dir, label: &str) -> Diagnostic {
     }
 }
 
+/// What a walk may enter: directories inside the project (`root`, canonical)
+/// or inside the walked dir itself, never the `skip` dirs.
+struct Bounds<'a> {
+    root: &'a Path,
+    skip: &'a HashSet<PathBuf>,
+}
+
 /// Files with one of `exts` under `dir`, as (display path, path, path
 /// relative to `dir` with `/`). Hidden entries and `skip` dirs are left
-/// out; each directory is entered once (by canonical path), so symlink
-/// loops end.
+/// out; each directory is entered once (by canonical path). A symlinked
+/// directory is followed when it stays inside the project (or the walked
+/// dir); one that points back at a directory containing it (a loop) or
+/// outside the project is reported and not entered. A file with one of
+/// `exts` that is not a regular file, or a link to nothing, is reported
+/// (pointing at `file:1`).
 fn walk(
     dir: &Path,
     display: &str,
     exts: &[&str],
-    skip: &HashSet<PathBuf>,
+    bounds: &Bounds<'_>,
+    sources: &mut SourceMap,
     diags: &mut Diagnostics,
 ) -> Vec<(String, PathBuf, String)> {
     let mut out = Vec::new();
     let mut visited: HashSet<PathBuf> = HashSet::new();
-    // (path, components relative to `dir`)
-    let mut stack: Vec<(PathBuf, Vec<String>)> = vec![(dir.to_path_buf(), Vec::new())];
-    while let Some((path, rel)) = stack.pop() {
+    let walk_root = fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    // (path, components relative to `dir`, canonical paths of the
+    // directories walked through to get there)
+    let mut stack: Vec<(PathBuf, Vec<String>, Vec<PathBuf>)> =
+        vec![(dir.to_path_buf(), Vec::new(), Vec::new())];
+    while let Some((path, rel, mut ancestors)) = stack.pop() {
         let canonical = match fs::canonicalize(&path) {
             Ok(c) => c,
             Err(e) => {
@@ -200,18 +311,36 @@ fn walk(
                 continue;
             }
         };
-        if skip.contains(&canonical) || !visited.insert(canonical) {
+        if bounds.skip.contains(&canonical) || !visited.insert(canonical.clone()) {
             continue;
         }
+        ancestors.push(canonical.clone());
         if rel.len() > MAX_WALK_DEPTH {
-            diags.push(Diagnostic::new(
-                Code::InputTooLarge,
-                format!(
-                    "directory `{}` is nested more than {MAX_WALK_DEPTH} levels deep; it is not searched",
-                    join_display(display, &rel)
-                ),
-            ));
+            diags.push(
+                Diagnostic::new(
+                    Code::InputTooLarge,
+                    format!(
+                        "directory `{}` is nested more than {MAX_WALK_DEPTH} levels deep; it is not searched",
+                        join_display(display, &rel)
+                    ),
+                )
+                .with_help("keep model and macro files within a few levels of their directory"),
+            );
             continue;
+        }
+        if visited.len() > MAX_DIRS {
+            diags.push(
+                Diagnostic::new(
+                    Code::InputTooLarge,
+                    format!(
+                        "more than {MAX_DIRS} directories under `{display}`; the rest are not searched"
+                    ),
+                )
+                .with_help(
+                    "point `models`/`macros` at the directories that hold definitions, not at a large tree",
+                ),
+            );
+            return out;
         }
         let entries = match fs::read_dir(&path) {
             Ok(e) => e,
@@ -239,17 +368,27 @@ fn walk(
             let child = entry.path();
             let mut child_rel = rel.clone();
             child_rel.push(name.clone());
-            // `metadata` follows symlinks: a linked dir is walked (once), a
-            // dangling link is skipped when it is not one of ours.
+            let is_link = entry.file_type().is_ok_and(|t| t.is_symlink());
+            // `metadata` follows symlinks.
             match fs::metadata(&child) {
-                Ok(meta) if meta.is_dir() => stack.push((child, child_rel)),
+                Ok(meta) if meta.is_dir() => {
+                    if is_link
+                        && let Some(d) = linked_dir_problem(
+                            &child, &ancestors, &walk_root, bounds, display, &child_rel,
+                        )
+                    {
+                        diags.push(d);
+                        continue;
+                    }
+                    stack.push((child, child_rel, ancestors.clone()));
+                }
                 Ok(meta) if meta.is_file() => {
                     if has_ext(&name, exts) {
                         if out.len() >= MAX_FILES {
                             diags.push(Diagnostic::new(
                                 Code::InputTooLarge,
                                 format!("more than {MAX_FILES} files under `{display}`; the rest are not read"),
-                            ));
+                            ).with_help("split the project, or point `models`/`macros` at fewer directories"));
                             return out;
                         }
                         out.push((
@@ -259,16 +398,35 @@ fn walk(
                         ));
                     }
                 }
-                // FIFOs, sockets, devices: reading them could block.
-                Ok(_) => {}
-                Err(e) => {
+                // FIFOs, sockets, devices: reading them could block or
+                // never end, so they are refused without being opened.
+                Ok(_) => {
                     if has_ext(&name, exts) {
+                        let shown = join_display(display, &child_rel);
+                        let id = sources.add(&child, shown.clone(), String::new());
                         diags.push(
                             Diagnostic::new(
                                 Code::FileUnreadable,
-                                format!("cannot read `{}`: {e}", join_display(display, &child_rel)),
+                                format!("`{shown}` is not a regular file (a FIFO, socket or device)"),
                             )
-                            .with_help("fix or remove the file (a dangling symlink?)"),
+                            .at(Span::new(id, 0, 0), "not a regular file")
+                            .with_help("definition files are plain text files; remove or rename this entry"),
+                        );
+                    }
+                }
+                Err(e) => {
+                    if has_ext(&name, exts) {
+                        let shown = join_display(display, &child_rel);
+                        let id = sources.add(&child, shown.clone(), String::new());
+                        diags.push(
+                            Diagnostic::new(
+                                Code::FileUnreadable,
+                                format!("cannot read `{shown}`: {e}"),
+                            )
+                            .at(Span::new(id, 0, 0), "cannot be read")
+                            .with_help(
+                                "fix or remove the file (a dangling symlink, or one that loops?)",
+                            ),
                         );
                     }
                 }
@@ -276,6 +434,67 @@ fn walk(
         }
     }
     out
+}
+
+/// Why a symlinked directory `link` is not entered, if it is not: it
+/// points at a directory that contains it, on disk or on the walk's path
+/// (`ancestors`, canonical, the link's own directory last) — a loop: the
+/// walk would find the same files forever — or outside both the project
+/// and the walked dir.
+fn linked_dir_problem(
+    link: &Path,
+    ancestors: &[PathBuf],
+    walk_root: &Path,
+    bounds: &Bounds<'_>,
+    display: &str,
+    rel: &[String],
+) -> Option<Diagnostic> {
+    let shown = join_display(display, rel);
+    let target = match fs::canonicalize(link) {
+        Ok(t) => t,
+        Err(e) => {
+            return Some(
+                Diagnostic::new(
+                    Code::FileUnreadable,
+                    format!("cannot read directory `{shown}`: {e}"),
+                )
+                .with_help("fix or remove the symlink"),
+            );
+        }
+    };
+    let to = fs::read_link(link).unwrap_or_else(|_| target.clone());
+    let on_disk = ancestors
+        .last()
+        .is_some_and(|parent| parent.starts_with(&target));
+    if on_disk || ancestors.contains(&target) {
+        return Some(
+            Diagnostic::new(
+                Code::FileUnreadable,
+                format!(
+                    "`{shown}` is a symlink loop: it points to `{}`, which contains it",
+                    to.display()
+                ),
+            )
+            .with_help(
+                "remove the symlink; kpic does not follow a link back into its own directory",
+            ),
+        );
+    }
+    if !target.starts_with(bounds.root) && !target.starts_with(walk_root) {
+        return Some(
+            Diagnostic::new(
+                Code::FileUnreadable,
+                format!(
+                    "`{shown}` is a symlink to `{}`, outside the project; it is not followed",
+                    to.display()
+                ),
+            )
+            .with_help(
+                "list that directory in kpic.yml `models` (or `macros`) instead, or copy the files into the project",
+            ),
+        );
+    }
+    None
 }
 
 fn has_ext(name: &str, exts: &[&str]) -> bool {
@@ -307,7 +526,9 @@ fn unreadable_dir(display: &str, rel: &[String], e: &std::io::Error) -> Diagnost
 
 /// Reads a file into the source map, refusing files over the size limit
 /// (checked before reading, and enforced while reading in case the file
-/// grows) and text that is not UTF-8.
+/// grows), files that are not regular files, and text that is not UTF-8.
+/// A refused file is registered too (see [`refusal`]) so its diagnostic
+/// has a place.
 fn read_file(
     path: &Path,
     display: String,
@@ -316,26 +537,51 @@ fn read_file(
 ) -> Option<FileId> {
     match read_text(path, &display) {
         Ok(text) => Some(sources.add(path, display, text)),
-        Err(ReadError::NotUtf8 {
+        Err(e) => {
+            let (d, at) = refusal(e, path, &display, sources);
+            diags.push(match at {
+                Some((span, label)) => d.at(span, label),
+                None => d,
+            });
+            None
+        }
+    }
+}
+
+/// The diagnostic of a file [`read_text`] refused, and where it points: the
+/// first invalid byte of a file that is not UTF-8 (the file is registered
+/// with a lossy copy of its text, not parsed), else line 1 of the file (the
+/// file is registered with its first line when that can be read without
+/// reading the file, else empty).
+fn refusal(
+    e: ReadError,
+    path: &Path,
+    display: &str,
+    sources: &mut SourceMap,
+) -> (Diagnostic, Option<(Span, &'static str)>) {
+    match e {
+        ReadError::NotUtf8 {
             lossy,
             at,
             diagnostic,
-        }) => {
-            // Keep a lossy copy so the diagnostic can show the line; the
-            // file is not parsed.
-            let id = sources.add(path, display, lossy);
+        } => {
+            let id = sources.add(path, display.to_string(), lossy);
             let end = sources
                 .get(id)
                 .text
                 .get(at..)
                 .and_then(|rest| rest.chars().next())
                 .map_or(at, |c| at + c.len_utf8());
-            diags.push(diagnostic.at(crate::source::Span::new(id, at, end), "not UTF-8"));
-            None
+            (diagnostic, Some((Span::new(id, at, end), "not UTF-8")))
         }
-        Err(ReadError::Other(d)) => {
-            diags.push(*d);
-            None
+        ReadError::Whole {
+            diagnostic,
+            first_line,
+            label,
+        } => {
+            let id = sources.add(path, display.to_string(), first_line);
+            let len = sources.get(id).text.len();
+            (*diagnostic, Some((Span::new(id, 0, len), label)))
         }
     }
 }
@@ -347,27 +593,50 @@ enum ReadError {
         at: usize,
         diagnostic: Diagnostic,
     },
-    Other(Box<Diagnostic>),
+    /// The file as a whole is refused (too large, not a regular file,
+    /// unreadable); `first_line` is what could be read of it safely.
+    Whole {
+        diagnostic: Box<Diagnostic>,
+        first_line: String,
+        label: &'static str,
+    },
 }
 
-impl From<Box<Diagnostic>> for ReadError {
-    fn from(d: Box<Diagnostic>) -> Self {
-        ReadError::Other(d)
+/// The first line of a regular file, at most [`FIRST_LINE_BYTES`], without
+/// reading the rest ("" when it cannot be read).
+fn first_line(path: &Path) -> String {
+    let mut buf = Vec::new();
+    let Ok(f) = fs::File::open(path) else {
+        return String::new();
+    };
+    if f.take(FIRST_LINE_BYTES as u64)
+        .read_to_end(&mut buf)
+        .is_err()
+    {
+        return String::new();
     }
+    let end = buf.iter().position(|b| *b == b'\n').unwrap_or(buf.len());
+    let line = String::from_utf8_lossy(&buf[..end]);
+    line.trim_end_matches('\r').to_string()
 }
 
 fn read_text(path: &Path, display: &str) -> Result<String, ReadError> {
     let unreadable = |e: std::io::Error| {
-        Box::new(
+        ReadError::Whole {
+        diagnostic: Box::new(
             Diagnostic::new(
                 Code::FileUnreadable,
                 format!("cannot read `{display}`: {e}"),
             )
-            .with_help("check that the file exists and is readable"),
-        )
+            .with_help("check that the file exists and is readable (a dangling symlink, or one that loops?)"),
+        ),
+        first_line: String::new(),
+        label: "cannot be read",
+    }
     };
-    let too_large = || {
-        Box::new(
+    let too_large = |size: u64| {
+        ReadError::Whole {
+        diagnostic: Box::new(
             Diagnostic::new(
                 Code::InputTooLarge,
                 format!(
@@ -376,19 +645,35 @@ fn read_text(path: &Path, display: &str) -> Result<String, ReadError> {
                 ),
             )
             .with_help(
-                "definition files are small; split this file or check that it is the right one",
-            ),
-        )
+                "definition, macro and target files are small; split this file or check that it is the right one",
+            )
+            .with_note(format!("the file has {size} bytes")),
+        ),
+        first_line: first_line(path),
+        label: "file too large",
+    }
     };
     let meta = fs::metadata(path).map_err(unreadable)?;
     if !meta.is_file() {
-        return Err(ReadError::Other(Box::new(Diagnostic::new(
-            Code::FileUnreadable,
-            format!("`{display}` is not a regular file"),
-        ))));
+        let what = if meta.is_dir() {
+            "a directory"
+        } else {
+            "a FIFO, socket or device"
+        };
+        return Err(ReadError::Whole {
+            diagnostic: Box::new(
+                Diagnostic::new(
+                    Code::FileUnreadable,
+                    format!("`{display}` is not a regular file ({what})"),
+                )
+                .with_help("kpic reads plain text files; point at a file"),
+            ),
+            first_line: String::new(),
+            label: "not a regular file",
+        });
     }
     if meta.len() > MAX_FILE_BYTES {
-        return Err(too_large().into());
+        return Err(too_large(meta.len()));
     }
     let file = fs::File::open(path).map_err(unreadable)?;
     let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
@@ -396,7 +681,7 @@ fn read_text(path: &Path, display: &str) -> Result<String, ReadError> {
         .read_to_end(&mut bytes)
         .map_err(unreadable)?;
     if bytes.len() as u64 > MAX_FILE_BYTES {
-        return Err(too_large().into());
+        return Err(too_large(bytes.len() as u64));
     }
     String::from_utf8(bytes).map_err(|e| {
         let at = e.utf8_error().valid_up_to();
@@ -536,7 +821,11 @@ mod tests {
         assert_eq!(codes(&d), ["KPI107"]);
         assert_eq!(d.0[0].message, "`models/huge.yml` is larger than 10 MB");
         assert_eq!(p.files.len(), 1);
-        assert_eq!(sm.files().count(), 1);
+        // Registered with its first line only, so the error points at it.
+        assert_eq!(sm.files().count(), 2);
+        let label = d.0[0].primary.as_ref().expect("label");
+        assert_eq!(sm.get(label.span.file).display, "models/huge.yml");
+        assert!(sm.get(label.span.file).text.len() <= FIRST_LINE_BYTES);
     }
 
     #[cfg(unix)]
@@ -559,10 +848,23 @@ mod tests {
             "{:?}",
             sm.files().map(|f| f.1.display.clone()).collect::<Vec<_>>()
         );
-        // The self-link and the dangling `.yml` link are reported.
+        // The loop, the self-link and the dangling `.yml` link are reported.
         let mut c = codes(&d);
         c.sort();
-        assert_eq!(c, ["KPI101", "KPI101"], "{d:?}");
+        assert_eq!(c, ["KPI101", "KPI101", "KPI101"], "{d:?}");
+        assert!(
+            d.iter()
+                .any(|d| d.message.contains("`models/a/loop` is a symlink loop")),
+            "{d:?}"
+        );
+        // Files have a place: line 1 of the (empty) registered file.
+        for diag in d.iter().filter(|d| d.message.contains(".yml")) {
+            let label = diag
+                .primary
+                .as_ref()
+                .expect("a file diagnostic has a place");
+            assert!(sm.get(label.span.file).display.ends_with(".yml"));
+        }
     }
 
     #[test]

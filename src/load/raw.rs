@@ -39,6 +39,10 @@ pub struct RawProject {
     pub files: Vec<RawFile>,
     /// Macro files under the macro dirs, in path order.
     pub macros: Vec<MacroFile>,
+    /// Target files named by KPIs (`target: {file: …}`), by path as
+    /// written: the file's text in the source map, or `None` when it could
+    /// not be read (already reported).
+    pub target_files: std::collections::BTreeMap<String, Option<FileId>>,
 }
 
 #[derive(Debug, Clone)]

@@ -38,6 +38,25 @@ const SYNTAX_HELP: &str = "check the indentation, colons and quotes around this 
 /// when the file holds no document (empty, only comments) or could not be
 /// parsed (the reason is in `diags`).
 pub fn parse(text: &str, file: FileId, diags: &mut Diagnostics) -> Option<Node> {
+    if let Some((at, c)) = text.char_indices().find(|(_, c)| !printable(*c)) {
+        // saphyr lets some of these through inside scalars; a control
+        // character in a definition is a corrupt or binary file, or text
+        // meant to fool a terminal, so the file is not parsed.
+        diags.push(
+            Diagnostic::new(
+                Code::YamlSyntax,
+                format!(
+                    "invalid YAML: control character U+{:04X} is not allowed",
+                    u32::from(c)
+                ),
+            )
+            .at(Span::new(file, at, at + c.len_utf8()), "control character")
+            .with_help(
+                "YAML text may not hold control characters; write one as an escape in a double-quoted string (e.g. \"\\t\") if it is really meant",
+            ),
+        );
+        return None;
+    }
     let mut b = Builder {
         file,
         pos: Positions::new(text),
@@ -71,6 +90,17 @@ pub fn parse(text: &str, file: FileId, diags: &mut Diagnostics) -> Option<Node> 
         }
     }
     b.root.map(|c| c.node)
+}
+
+/// YAML 1.2 `c-printable` (§5.1): tab, line breaks and printable
+/// characters; C0/C1 controls (but NEL), DEL and the non-characters
+/// U+FFFE/U+FFFF are not.
+fn printable(c: char) -> bool {
+    match c {
+        '\t' | '\n' | '\r' | '\u{85}' => true,
+        '\0'..='\u{1f}' | '\u{7f}'..='\u{9f}' | '\u{fffe}' | '\u{ffff}' => false,
+        _ => true,
+    }
 }
 
 /// Char index (what saphyr's markers count) → byte offset, in O(1): the byte
@@ -718,6 +748,20 @@ mod tests {
         let (_, root, d) = load(&text);
         assert!(root.is_none());
         assert_eq!(codes(&d), ["KPI107"]);
+    }
+
+    #[test]
+    fn control_characters_are_refused_where_they_are() {
+        let (sm, root, d) = load("a: ok\nb: \u{1b}[2Jred\u{7}\n");
+        assert!(root.is_none());
+        assert_eq!(codes(&d), ["KPI102"]);
+        assert!(d.0[0].message.contains("U+001B"), "{}", d.0[0].message);
+        let span = d.0[0].primary.as_ref().expect("label").span;
+        assert_eq!(sm.get(span.file).line_col(span.start), (2, 4));
+        // Tabs, line breaks, NEL and ordinary non-ASCII text are fine.
+        let (_, root, d) = load("a: \"x\ty\"\r\nb: caf\u{e9} \u{85} \u{202e}\n");
+        assert!(d.is_empty(), "{d:?}");
+        assert!(root.is_some());
     }
 
     #[test]

@@ -45,7 +45,7 @@ pub fn model_from_raw(
         sources,
         templater: &templater,
         diags: &mut diags,
-        root,
+        target_files: &raw.target_files,
     };
     let config = cx.config(raw.config.as_ref());
     let mut project = Project {
@@ -90,7 +90,7 @@ struct Cx<'a> {
     sources: &'a SourceMap,
     templater: &'a Templater,
     diags: &'a mut Diagnostics,
-    root: &'a Path,
+    target_files: &'a std::collections::BTreeMap<String, Option<crate::source::FileId>>,
 }
 
 /// A free text field; the final line break of a YAML block scalar (`|`) is
@@ -659,12 +659,14 @@ impl Cx<'_> {
             (Some(t), Some(g)) => self.target(t, g, &name),
             _ => None,
         };
+        let target_invalid = raw.target.is_some() && target.is_none();
         let filter = raw.filter.as_ref().and_then(|f| self.expr(f));
         let decomposition = raw.decomposition.as_ref().and_then(|d| self.expr(d));
         let drivers = raw.drivers.as_ref().map(|d| d.value.clone());
         let breakdowns = self.list(&raw.breakdowns);
         let related = self.list(&raw.related);
         Some(Kpi {
+            target_invalid,
             name,
             span: raw.span,
             metric: metric?,
@@ -767,74 +769,96 @@ impl Cx<'_> {
     }
 
     /// Reads `period,target[,kpi]` rows; rows for other KPIs are skipped.
+    /// The file was read by `load` (size, regular file and UTF-8 checked);
+    /// problems point at its lines, with the KPI's `file:` as context.
     fn target_file(&mut self, path: &Text, grain: Grain, kpi: &Text) -> Option<Vec<(String, f64)>> {
-        let full = self.root.join(&path.value);
-        let fail = |cx: &mut Self, msg: String| {
+        let Some(loaded) = self.target_files.get(&path.value) else {
+            // Not read by `load` (a project assembled in memory).
+            self.error(
+                Diagnostic::new(
+                    Code::TargetFile,
+                    format!("target file `{}` was not loaded", path.value),
+                )
+                .at(path.span, "this target file"),
+            );
+            return None;
+        };
+        // `None`: unreadable, already reported.
+        let id = (*loaded)?;
+        let file = self.sources.get(id);
+        let text = file.text.as_str();
+        // The span of the line holding byte `at` of the CSV.
+        let line_at = |at: usize| {
+            let at = at.min(text.len());
+            let start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+            let end = text[at..].find(['\n', '\r']).map_or(text.len(), |i| at + i);
+            Span::new(id, start, end)
+        };
+        let fail = |cx: &mut Self, msg: String, at: usize, label: &str| {
             cx.error(
                 Diagnostic::new(Code::TargetFile, msg)
-                    .at(path.span, "this target file")
+                    .at(line_at(at), label.to_string())
+                    .with_secondary(path.span, format!("target file of KPI `{}`", kpi.value))
                     .with_help(
                         "a target file is a CSV with columns period, target (and optionally kpi)",
                     ),
             );
             None
         };
-        let meta = match std::fs::metadata(&full) {
-            Ok(m) => m,
-            Err(e) => {
-                return fail(
-                    self,
-                    format!("cannot read target file `{}`: {e}", path.value),
-                );
-            }
-        };
-        if meta.len() > 10 * 1024 * 1024 {
-            return fail(
-                self,
-                format!("target file `{}` is larger than 10 MB", path.value),
-            );
-        }
-        let mut reader = match csv::ReaderBuilder::new().flexible(false).from_path(&full) {
-            Ok(r) => r,
-            Err(e) => {
-                return fail(
-                    self,
-                    format!("cannot read target file `{}`: {e}", path.value),
-                );
-            }
-        };
+        let mut reader = csv::ReaderBuilder::new()
+            .flexible(false)
+            .from_reader(text.as_bytes());
         let headers: Vec<String> = match reader.headers() {
             Ok(h) => h.iter().map(|h| h.trim().to_ascii_lowercase()).collect(),
             Err(e) => {
+                let at = e.position().map_or(0, |p| p.byte() as usize);
                 return fail(
                     self,
                     format!("target file `{}` is not CSV: {e}", path.value),
+                    at,
+                    "not CSV",
                 );
             }
         };
         let col = |n: &str| headers.iter().position(|h| h == n);
         let (Some(pi), Some(ti)) = (col("period"), col("target")) else {
-            return fail(
-                self,
-                format!(
-                    "target file `{}` lacks a `period` or `target` column (it has: {})",
-                    path.value,
-                    headers.join(", ")
+            // The file as a whole is wrong: point at the KPI's `file:`.
+            self.error(
+                Diagnostic::new(
+                    Code::TargetFile,
+                    format!(
+                        "target file `{}` lacks a `period` or `target` column (it has: {})",
+                        path.value,
+                        headers.join(", ")
+                    ),
+                )
+                .at(path.span, "this target file")
+                .with_secondary(line_at(0), "its header")
+                .with_help(
+                    "a target file is a CSV with columns period, target (and optionally kpi)",
                 ),
             );
+            return None;
         };
         let ki = col("kpi");
         let mut out = Vec::new();
-        for (i, rec) in reader.records().enumerate() {
+        for rec in reader.records() {
             let rec = match rec {
                 Ok(r) => r,
                 Err(e) => {
+                    let at = e.position().map_or(text.len(), |p| p.byte() as usize);
+                    let line = e.position().map_or(0, |p| p.line());
                     return fail(
                         self,
-                        format!("target file `{}` row {}: {e}", path.value, i + 2),
+                        format!("target file `{}` line {line}: {e}", path.value),
+                        at,
+                        "not a CSV row",
                     );
                 }
             };
+            let (at, line) = rec
+                .position()
+                .map_or((0, 0), |p| (p.byte() as usize, p.line()));
             if let Some(ki) = ki
                 && rec.get(ki).map(str::trim) != Some(kpi.value.as_str())
             {
@@ -851,19 +875,33 @@ impl Cx<'_> {
                     self.error(
                         Diagnostic::new(
                             Code::TargetLabel,
-                            format!("target file `{}` row {}: label `{label}` is a {} but the KPI's grain is {}", path.value, i + 2, g.as_str(), grain.as_str()),
+                            format!(
+                                "target file `{}` line {line}: label `{label}` is a {} but the KPI's grain is {}",
+                                path.value,
+                                g.as_str(),
+                                grain.as_str()
+                            ),
                         )
-                        .at(path.span, "in this target file"),
+                        .at(
+                            line_at(at),
+                            format!(
+                                "expected a {} label like `{}`",
+                                grain.as_str(),
+                                period::example_label(grain)
+                            ),
+                        )
+                        .with_secondary(path.span, format!("target file of KPI `{}`", kpi.value)),
                     );
                 }
                 _ => {
                     return fail(
                         self,
                         format!(
-                            "target file `{}` row {}: `{label}`, `{value}` is not a period label and a number",
+                            "target file `{}` line {line}: `{label}`, `{value}` is not a period label and a number",
                             path.value,
-                            i + 2
                         ),
+                        at,
+                        "expected a period label and a number",
                     );
                 }
             }

@@ -1,29 +1,128 @@
 //! Templating: renders every SQL-bearing field with minijinja, the project's
 //! macros (`macros/**/*.sql`, callable by name) and the dbt-style built-ins
-//! `ref`, `source`, `var`, `env_var`. Undefined names are errors; runaway
-//! templates are bounded by minijinja's fuel and recursion limits.
+//! `ref`, `source`, `var`, `env_var`. Undefined names are errors.
+//!
+//! Templates are code from the project, so their work is bounded: by
+//! minijinja's fuel ([`FUEL`]) and recursion limit, by the size of a
+//! template ([`MAX_TEMPLATE_BYTES`]), and — for the paths of the engine that
+//! escape fuel accounting (minijinja 3.1 materializes a long chain of list
+//! concatenations, `{% set x = x + x %}` repeated, without charging for it)
+//! — by a wall-clock limit ([`TEMPLATE_TIME_LIMIT`]): every template is
+//! compiled and rendered on a worker thread with a large stack, and one that
+//! does not finish in time is reported and abandoned.
 //!
 //! In: macro files and `vars` from the raw project. Out: rendered text, or a
-//! KPI108 diagnostic pointing at the field.
+//! KPI108 (KPI107 for a template over the size limit) diagnostic pointing at
+//! the field or the macro file.
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::mpsc::{RecvTimeoutError, channel};
+use std::time::Duration;
 
 use minijinja::value::Value;
 use minijinja::{Environment, Error, ErrorKind, UndefinedBehavior};
 
 use crate::diagnostics::{Code, Diagnostic, Diagnostics};
 use crate::load::raw::{MacroFile, Node, NodeKind, RawProject, Text};
-use crate::source::SourceMap;
+use crate::source::{SourceMap, Span};
 
 /// Bounds a template's work: a macro that recurses or loops forever stops
 /// with an error instead of hanging `kpic check`.
 const FUEL: u64 = 200_000;
 
+/// Most bytes of template text in one field or macro file. minijinja
+/// compiles an expression recursively, one stack frame per operator of a
+/// chain such as `1 + 1 + …`: with this limit and [`TEMPLATE_STACK_BYTES`]
+/// no template text can exhaust the worker's stack. Real macro files are a
+/// few KB.
+pub const MAX_TEMPLATE_BYTES: usize = 256 * 1024;
+
+/// Wall-clock time one field's template (or one macro file's import) may
+/// take. Fuel stops runaway templates in milliseconds; this is the backstop
+/// for work minijinja does not charge fuel for. A template that runs out of
+/// time keeps running on its abandoned thread until kpic exits, so the
+/// templates of later fields are not rendered (KPI108).
+pub const TEMPLATE_TIME_LIMIT: Duration = Duration::from_millis(500);
+
+/// Stack of the thread templates are compiled and rendered on (reserved,
+/// not committed: only what is used is backed by memory).
+const TEMPLATE_STACK_BYTES: usize = 64 * 1024 * 1024;
+
 pub struct Templater {
-    env: Environment<'static>,
+    env: Arc<Environment<'static>>,
     /// `{% from "..." import a, b %}` for every macro file, so macros are
     /// callable by bare name as in dbt.
     prelude: String,
+    /// Set when a template ran out of time: its thread may still be
+    /// running, so no more templates are started.
+    timed_out: Cell<bool>,
+}
+
+/// Why a template job gave no result.
+enum Abandoned {
+    /// Still running after [`TEMPLATE_TIME_LIMIT`].
+    TimedOut,
+    /// The worker could not start or died.
+    Failed,
+}
+
+/// Runs `job` on a fresh worker thread with a large stack and waits at most
+/// [`TEMPLATE_TIME_LIMIT`] for its result. When no thread can be started
+/// (a process limit), the job runs here, bounded by fuel alone.
+fn bounded<T, F>(job: F) -> Result<T, Abandoned>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Clone + Send + 'static,
+{
+    let (tx, rx) = channel();
+    let inline = job.clone();
+    let spawned = std::thread::Builder::new()
+        .name("kpic-template".into())
+        .stack_size(TEMPLATE_STACK_BYTES)
+        .spawn(move || {
+            let _ = tx.send(job());
+        });
+    if spawned.is_err() {
+        return Ok(inline());
+    }
+    match rx.recv_timeout(TEMPLATE_TIME_LIMIT) {
+        Ok(v) => Ok(v),
+        Err(RecvTimeoutError::Timeout) => Err(Abandoned::TimedOut),
+        Err(RecvTimeoutError::Disconnected) => Err(Abandoned::Failed),
+    }
+}
+
+/// What the worker reports of a minijinja error (the error itself stays on
+/// the worker).
+struct Failure {
+    kind: ErrorKind,
+    detail: String,
+    line: Option<usize>,
+}
+
+impl Failure {
+    fn of(e: &Error) -> Failure {
+        Failure {
+            kind: e.kind(),
+            detail: e
+                .detail()
+                .map(str::to_string)
+                .unwrap_or_else(|| e.to_string()),
+            line: e.line(),
+        }
+    }
+}
+
+fn abandoned_message(a: &Abandoned) -> String {
+    match a {
+        Abandoned::TimedOut => format!(
+            "template error: the template did not finish within {} ms (an endless loop, or a value that keeps doubling?)",
+            TEMPLATE_TIME_LIMIT.as_millis()
+        ),
+        Abandoned::Failed => "template error: the template engine failed".to_string(),
+    }
 }
 
 impl Templater {
@@ -85,10 +184,18 @@ impl Templater {
             },
         );
         let mut prelude = String::new();
+        let mut timed_out = false;
         for m in &raw.macros {
-            add_macro_file(&mut env, &mut prelude, m, sources, diags);
+            if timed_out {
+                break;
+            }
+            env = add_macro_file(env, &mut prelude, m, sources, diags, &mut timed_out);
         }
-        Templater { env, prelude }
+        Templater {
+            env: Arc::new(env),
+            prelude,
+            timed_out: Cell::new(timed_out),
+        }
     }
 
     /// Renders one field. Text without `{{` or `{%` is returned unchanged, so
@@ -97,19 +204,58 @@ impl Templater {
         if !field.value.contains("{{") && !field.value.contains("{%") {
             return Ok(field.value.clone());
         }
+        let help =
+            "macros come from macros/*.sql; built-ins are ref(), source(), var() and env_var()";
+        if field.value.len() > MAX_TEMPLATE_BYTES {
+            return Err(too_large(field.value.len(), field.span));
+        }
+        if self.timed_out.get() {
+            return Err(Diagnostic::new(
+                Code::Template,
+                "template not rendered: an earlier template ran out of time",
+            )
+            .at(field.span, "not rendered")
+            .with_help("fix the template reported as running out of time first"));
+        }
         let source = format!("{}{}", self.prelude, field.value);
-        self.env
-            .render_str(&source, ())
-            .map(|s| s.trim().to_string())
-            .map_err(|e| {
-                let detail = e.detail().map(str::to_string).unwrap_or_else(|| e.to_string());
-                Diagnostic::new(Code::Template, format!("template error: {detail}"))
-                    .at(field.span, kind_label(e.kind()))
-                    .with_help(
-                        "macros come from macros/*.sql; built-ins are ref(), source(), var() and env_var()",
-                    )
-            })
+        let env = Arc::clone(&self.env);
+        let result = bounded(move || {
+            env.render_str(&source, ())
+                .map(|s| s.trim().to_string())
+                .map_err(|e| Failure::of(&e))
+        });
+        match result {
+            Ok(Ok(text)) => Ok(text),
+            Ok(Err(f)) => Err(Diagnostic::new(
+                Code::Template,
+                format!("template error: {}", f.detail),
+            )
+            .at(field.span, kind_label(f.kind))
+            .with_help(help)),
+            Err(a) => {
+                if matches!(a, Abandoned::TimedOut) {
+                    self.timed_out.set(true);
+                }
+                Err(Diagnostic::new(Code::Template, abandoned_message(&a))
+                    .at(field.span, "template runs too long")
+                    .with_help(help))
+            }
+        }
     }
+}
+
+/// KPI107 for a template over [`MAX_TEMPLATE_BYTES`].
+fn too_large(len: usize, span: Span) -> Diagnostic {
+    Diagnostic::new(
+        Code::InputTooLarge,
+        format!(
+            "the template is larger than {} KB",
+            MAX_TEMPLATE_BYTES / 1024
+        ),
+    )
+    .at(span, "too large a template")
+    .with_help("split the logic into several macros or fields")
+    .with_note(format!("it has {len} bytes"))
 }
 
 fn kind_label(kind: ErrorKind) -> &'static str {
@@ -122,56 +268,85 @@ fn kind_label(kind: ErrorKind) -> &'static str {
     }
 }
 
+/// Adds a macro file to (a copy of) `env` on a worker thread, checking that
+/// it parses and imports on its own: a macro file's error belongs to the
+/// file, not to every field that imports it. Returns the environment to use
+/// next (the copy with the file, or `env` unchanged when the file failed).
 fn add_macro_file(
-    env: &mut Environment<'static>,
+    env: Environment<'static>,
     prelude: &mut String,
     m: &MacroFile,
     sources: &SourceMap,
     diags: &mut Diagnostics,
-) {
+    timed_out: &mut bool,
+) -> Environment<'static> {
     let file = sources.get(m.file);
-    // A macro file's error belongs to the file, not to every field that
-    // imports it: check that it parses and imports on its own first.
-    let line_of = |e: &Error| {
-        let start = file.offset_of(e.line().unwrap_or(1), 1);
+    let line_span = |line: Option<usize>| {
+        let start = file.offset_of(line.unwrap_or(1), 1);
         let end = file.text[start..]
             .find('\n')
             .map(|i| start + i)
             .unwrap_or(file.text.len());
-        crate::source::Span::new(m.file, start, end)
+        Span::new(m.file, start, end)
     };
-    if let Err(e) = env.add_template_owned(m.name.clone(), file.text.clone()) {
-        diags.push(
-            Diagnostic::new(
-                Code::Template,
-                format!(
-                    "macro file does not parse: {}",
-                    e.detail().unwrap_or("syntax error")
-                ),
-            )
-            .at(line_of(&e), "here"),
-        );
-        return;
+    if file.text.len() > MAX_TEMPLATE_BYTES {
+        diags.push(too_large(file.text.len(), line_span(Some(1))));
+        return env;
     }
     let names = macro_names(&file.text);
-    if names.is_empty() {
-        return;
-    }
     let escaped = m.name.replace('\\', "\\\\").replace('"', "\\\"");
     let import = format!("{{% from \"{escaped}\" import {} %}}", names.join(", "));
-    match env.render_str(&import, ()) {
-        Ok(_) => prelude.push_str(&import),
-        Err(e) => diags.push(
-            Diagnostic::new(
-                Code::Template,
-                format!(
-                    "macro file cannot be imported: {}",
-                    e.detail().unwrap_or("template error")
-                ),
-            )
-            .at(line_of(&e), "here")
-            .with_help("fields that use its macros will report them as undefined"),
-        ),
+    let (name, text) = (m.name.clone(), file.text.clone());
+    let mut copy = env.clone();
+    let job_import = import.clone();
+    let result = bounded(move || {
+        if let Err(e) = copy.add_template_owned(name, text) {
+            return Err((true, Failure::of(&e)));
+        }
+        if !names.is_empty()
+            && let Err(e) = copy.render_str(&job_import, ())
+        {
+            return Err((false, Failure::of(&e)));
+        }
+        Ok((copy, !names.is_empty()))
+    });
+    match result {
+        Ok(Ok((with_file, has_macros))) => {
+            if has_macros {
+                prelude.push_str(&import);
+            }
+            with_file
+        }
+        Ok(Err((parse, f))) => {
+            let d = if parse {
+                Diagnostic::new(
+                    Code::Template,
+                    format!("macro file does not parse: {}", f.detail),
+                )
+                .at(line_span(f.line), "here")
+            } else {
+                Diagnostic::new(
+                    Code::Template,
+                    format!("macro file cannot be imported: {}", f.detail),
+                )
+                .at(line_span(f.line), "here")
+                .with_help("fields that use its macros will report them as undefined")
+            };
+            diags.push(d);
+            env
+        }
+        Err(a) => {
+            *timed_out |= matches!(a, Abandoned::TimedOut);
+            diags.push(
+                Diagnostic::new(
+                    Code::Template,
+                    abandoned_message(&a).replacen("the template", "importing the macro file", 1),
+                )
+                .at(line_span(Some(1)), "this macro file")
+                .with_help("fields that use its macros will report them as undefined"),
+            );
+            env
+        }
     }
 }
 
@@ -227,6 +402,49 @@ fn node_to_value(node: &Node) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn templater() -> Templater {
+        let mut diags = Diagnostics::new();
+        let t = Templater::new(&RawProject::default(), &SourceMap::new(), &mut diags);
+        assert!(diags.is_empty());
+        t
+    }
+
+    fn field(text: &str) -> Text {
+        let mut sources = SourceMap::new();
+        let id = sources.add(std::path::Path::new("m.yml"), "m.yml".into(), text.into());
+        Text {
+            value: text.to_string(),
+            span: Span::new(id, 0, text.len()),
+        }
+    }
+
+    #[test]
+    fn work_that_escapes_fuel_is_stopped_by_the_clock() {
+        let t = templater();
+        let doubling = "{% set x = x + x %}".repeat(40);
+        let started = std::time::Instant::now();
+        let err = t
+            .render(&field(&format!("{{% set x = [1] %}}{doubling}1")))
+            .unwrap_err();
+        assert!(started.elapsed() < TEMPLATE_TIME_LIMIT * 4);
+        assert_eq!(err.code, Code::Template);
+        assert!(err.message.contains("did not finish"), "{}", err.message);
+        // Later templates are not started; plain text still passes.
+        let err = t.render(&field("{{ 1 }}")).unwrap_err();
+        assert!(err.message.contains("not rendered"), "{}", err.message);
+        assert_eq!(t.render(&field("sum(x)")).ok().as_deref(), Some("sum(x)"));
+    }
+
+    #[test]
+    fn long_chains_compile_on_the_worker_and_big_templates_are_refused() {
+        let t = templater();
+        let chain = format!("{{{{ 1{} }}}}", "+1".repeat(100_000));
+        assert_eq!(t.render(&field(&chain)).ok().as_deref(), Some("100001"));
+        let big = format!("{{{{ 1{} }}}}", "+1".repeat(MAX_TEMPLATE_BYTES / 2));
+        let err = t.render(&field(&big)).unwrap_err();
+        assert_eq!(err.code, Code::InputTooLarge);
+    }
 
     #[test]
     fn finds_macro_names() {

@@ -289,6 +289,9 @@ pub struct Kpi {
     pub direction: Direction,
     pub indicator: Option<Indicator>,
     pub target: Option<Spanned<Target>>,
+    /// A `target` was given but could not be read (reported by `model`):
+    /// `target` is `None`, yet the KPI is not one without a target.
+    pub target_invalid: bool,
     pub tolerance: f64,
     pub filter: Option<SqlExpr>,
     pub drivers: Option<Vec<Name>>,

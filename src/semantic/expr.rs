@@ -390,6 +390,7 @@ pub fn analyze_metrics(
                         deps: Vec::new(),
                         additive,
                         ratio,
+                        formula_nodes: 1,
                     },
                 );
             }
@@ -411,99 +412,254 @@ pub fn analyze_metrics(
         }
     }
     // Derived metrics in dependency order; cycles reported once each.
-    let mut state: HashMap<String, u8> = HashMap::new(); // 1 visiting, 2 done
     let mut names: Vec<&String> = direct.keys().collect();
     names.sort();
+    let mut resolver = Resolver {
+        project,
+        direct: &direct,
+        infos: &mut infos,
+        state: HashMap::new(),
+        costs: HashMap::new(),
+        diags,
+    };
     for name in names {
-        resolve_derived(
-            project,
-            name,
-            &direct,
-            &mut infos,
-            &mut state,
-            &mut Vec::new(),
-            diags,
-        );
+        resolver.resolve(name);
     }
     infos
 }
 
-fn resolve_derived(
-    project: &Project,
-    name: &str,
-    direct: &HashMap<String, Vec<String>>,
-    infos: &mut HashMap<String, MetricInfo>,
-    state: &mut HashMap<String, u8>,
-    stack: &mut Vec<String>,
-    diags: &mut Diagnostics,
-) -> bool {
-    if infos.contains_key(name) {
-        return true;
+/// Most levels of derived metrics built on derived metrics (a derived
+/// metric over measures is level 1). Real definitions use two or three;
+/// every stage after this one walks the chain recursively.
+pub const MAX_DERIVED_LEVELS: usize = 32;
+
+/// Most nodes a metric's formula may have once the derived metrics it uses
+/// are written out, as the SQL does: `b = a + a`, `c = b + b`, … doubles at
+/// every level, so a few lines could otherwise ask for a formula (and SQL)
+/// of billions of terms.
+pub const MAX_FORMULA_NODES: usize = 2_000;
+
+/// Size of a derived expression (its nodes other than metric references)
+/// and the metric references it makes, with repetitions (`offset(m, …)`
+/// counts as a use of `m`). Only called on expressions [`metric_refs`]
+/// accepted.
+fn formula_parts(e: &Expr, refs: &mut Vec<String>) -> usize {
+    match e {
+        Expr::Identifier(i) => {
+            refs.push(i.value.clone());
+            0
+        }
+        Expr::Nested(e) => formula_parts(e, refs),
+        Expr::BinaryOp { left, right, .. } => {
+            1 + formula_parts(left, refs) + formula_parts(right, refs)
+        }
+        Expr::UnaryOp { expr, .. } => 1 + formula_parts(expr, refs),
+        Expr::Function(f) => {
+            if aggregates::function_name(f) == "offset" {
+                if let Ok(o) = parse_offset(f) {
+                    refs.push(o.metric);
+                }
+                return 1;
+            }
+            let mut n = 1;
+            if let sqlparser::ast::FunctionArguments::List(list) = &f.args {
+                for a in &list.args {
+                    if let sqlparser::ast::FunctionArg::Unnamed(
+                        sqlparser::ast::FunctionArgExpr::Expr(x),
+                    ) = a
+                    {
+                        n += formula_parts(x, refs);
+                    }
+                }
+            }
+            n
+        }
+        _ => 1,
     }
-    let Some(deps) = direct.get(name) else {
-        return false;
-    };
-    match state.get(name) {
-        Some(2) => return false,
-        Some(1) => {
-            let start = stack.iter().position(|s| s == name).unwrap_or(0);
-            let mut cycle: Vec<String> = stack[start..].to_vec();
-            cycle.push(name.to_string());
-            if let Some(m) = project.metric(name) {
-                diags.push(
-                    Diagnostic::new(
-                        Code::MetricCycle,
-                        format!("metrics depend on each other: {}", cycle.join(" → ")),
-                    )
-                    .at(m.name.span, "this metric is part of the cycle")
-                    .with_help("a derived metric cannot use itself, directly or through others"),
-                );
-            }
-            for c in &cycle {
-                state.insert(c.clone(), 2);
-            }
+}
+
+/// Levels and written-out size of a metric's formula (a measure: 0, 1).
+#[derive(Clone, Copy)]
+struct Cost {
+    levels: usize,
+    nodes: usize,
+}
+
+/// Resolves derived metrics in dependency order without recursion (a chain
+/// of metrics may be as long as the files are), reporting cycles and the
+/// limits [`MAX_DERIVED_LEVELS`] and [`MAX_FORMULA_NODES`] once each.
+struct Resolver<'a, 'd> {
+    project: &'a Project,
+    direct: &'a HashMap<String, Vec<String>>,
+    infos: &'a mut HashMap<String, MetricInfo>,
+    /// 1 visiting, 2 done (resolved or failed).
+    state: HashMap<String, u8>,
+    costs: HashMap<String, Cost>,
+    diags: &'d mut Diagnostics,
+}
+
+impl Resolver<'_, '_> {
+    /// Resolves `name` and what it depends on; whether it resolved.
+    fn resolve(&mut self, name: &str) -> bool {
+        if self.infos.contains_key(name) {
+            return true;
+        }
+        if !self.enter(name, &[]) {
             return false;
         }
-        _ => {}
+        // (metric, index of the next dependency, all dependencies resolved)
+        let mut stack: Vec<(String, usize, bool)> = vec![(name.to_string(), 0, true)];
+        let mut result = false;
+        while let Some(top) = stack.last_mut() {
+            let deps = &self.direct[&top.0];
+            if let Some(d) = deps.get(top.1) {
+                top.1 += 1;
+                if self.infos.contains_key(d) {
+                    continue;
+                }
+                if self.enter(d, &stack) {
+                    stack.push((d.clone(), 0, true));
+                } else if let Some(top) = stack.last_mut() {
+                    top.2 = false;
+                }
+                continue;
+            }
+            let Some((done, _, ok)) = stack.pop() else {
+                break;
+            };
+            self.state.insert(done.clone(), 2);
+            result = ok && self.finish(&done);
+            if !result && let Some(parent) = stack.last_mut() {
+                parent.2 = false;
+            }
+        }
+        result
     }
-    state.insert(name.to_string(), 1);
-    stack.push(name.to_string());
-    let mut ok = true;
-    for d in deps {
-        if !infos.contains_key(d)
-            && !resolve_derived(project, d, direct, infos, state, stack, diags)
-        {
-            ok = false;
+
+    /// Starts visiting `name` (reached through the metrics of `path`);
+    /// false when it cannot resolve: not a valid derived metric, already
+    /// failed, or part of a cycle (reported here).
+    fn enter(&mut self, name: &str, path: &[(String, usize, bool)]) -> bool {
+        if !self.direct.contains_key(name) {
+            return false;
+        }
+        match self.state.get(name) {
+            Some(2) => false,
+            Some(_) => {
+                let start = path.iter().position(|f| f.0 == name).unwrap_or(0);
+                let mut cycle: Vec<String> = path[start..].iter().map(|f| f.0.clone()).collect();
+                cycle.push(name.to_string());
+                if let Some(m) = self.project.metric(name) {
+                    let shown = if cycle.len() > 12 {
+                        format!(
+                            "{} → … ({} more) … → {}",
+                            cycle[..6].join(" → "),
+                            cycle.len() - 10,
+                            cycle[cycle.len() - 4..].join(" → ")
+                        )
+                    } else {
+                        cycle.join(" → ")
+                    };
+                    self.diags.push(
+                        Diagnostic::new(
+                            Code::MetricCycle,
+                            format!("metrics depend on each other: {shown}"),
+                        )
+                        .at(m.name.span, "this metric is part of the cycle")
+                        .with_help(
+                            "a derived metric cannot use itself, directly or through others",
+                        ),
+                    );
+                }
+                for c in &cycle {
+                    self.state.insert(c.clone(), 2);
+                }
+                false
+            }
+            None => {
+                self.state.insert(name.to_string(), 1);
+                true
+            }
         }
     }
-    stack.pop();
-    state.insert(name.to_string(), 2);
-    if !ok {
-        return false;
-    }
-    let mut leaves = BTreeSet::new();
-    let mut srcs = BTreeSet::new();
-    for d in deps {
-        if let Some(i) = infos.get(d) {
-            leaves.extend(i.leaves.iter().cloned());
-            srcs.extend(i.sources.iter().cloned());
+
+    /// Computes the info of `name`, whose dependencies all resolved;
+    /// false (reported) when its formula exceeds a limit.
+    fn finish(&mut self, name: &str) -> bool {
+        let deps = &self.direct[name];
+        let Some(metric) = self.project.metric(name) else {
+            return false;
+        };
+        let MetricKind::Derived { expr } = &metric.kind else {
+            return false;
+        };
+        let cost_of = |costs: &HashMap<String, Cost>, d: &str| {
+            costs.get(d).copied().unwrap_or(Cost {
+                levels: 0,
+                nodes: 1,
+            })
+        };
+        // (Derived dependencies have their cost; measures are 0 levels, 1 node.)
+        let mut uses = Vec::new();
+        let own = formula_parts(&expr.expr, &mut uses);
+        let levels = 1 + deps
+            .iter()
+            .map(|d| cost_of(&self.costs, d).levels)
+            .max()
+            .unwrap_or(0);
+        let nodes = uses
+            .iter()
+            .fold(own, |n, d| n.saturating_add(cost_of(&self.costs, d).nodes));
+        if levels > MAX_DERIVED_LEVELS {
+            self.diags.push(
+                Diagnostic::new(
+                    Code::InputTooLarge,
+                    format!(
+                        "metric `{name}` is built on more than {MAX_DERIVED_LEVELS} levels of derived metrics"
+                    ),
+                )
+                .at(expr.span, "one level too many")
+                .with_help("define it over fewer intermediate metrics (derived metrics may build on each other up to 32 levels)"),
+            );
+            return false;
         }
+        if nodes > MAX_FORMULA_NODES {
+            self.diags.push(
+                Diagnostic::new(
+                    Code::InputTooLarge,
+                    format!(
+                        "metric `{name}` expands to more than {MAX_FORMULA_NODES} terms once the derived metrics it uses are written out"
+                    ),
+                )
+                .at(expr.span, "this formula is too large")
+                .with_help("use each derived metric fewer times (e.g. `2 * x` rather than `x + x`), or build on measure metrics directly")
+                .with_note(format!("written out, the formula has {nodes} terms")),
+            );
+            return false;
+        }
+        self.costs.insert(name.to_string(), Cost { levels, nodes });
+        let mut leaves = BTreeSet::new();
+        let mut srcs = BTreeSet::new();
+        for d in deps {
+            if let Some(i) = self.infos.get(d) {
+                leaves.extend(i.leaves.iter().cloned());
+                srcs.extend(i.sources.iter().cloned());
+            }
+        }
+        let ratio = ratio_of(&expr.expr, self.infos);
+        self.infos.insert(
+            name.to_string(),
+            MetricInfo {
+                leaves,
+                sources: srcs,
+                deps: deps.clone(),
+                additive: false,
+                ratio,
+                formula_nodes: nodes,
+            },
+        );
+        true
     }
-    let ratio = project.metric(name).and_then(|m| match &m.kind {
-        MetricKind::Derived { expr } => ratio_of(&expr.expr, infos),
-        _ => None,
-    });
-    infos.insert(
-        name.to_string(),
-        MetricInfo {
-            leaves,
-            sources: srcs,
-            deps: deps.clone(),
-            additive: false,
-            ratio,
-        },
-    );
-    true
 }
 
 /// `a / b` over two additive measure metrics.
@@ -593,6 +749,26 @@ fn analyze_kpi(
                         diags.0.extend(unknown_metric(project, r, dec, sources));
                         ok = false;
                     }
+                }
+                let mut uses = Vec::new();
+                let own = formula_parts(&dec.expr, &mut uses);
+                let nodes = uses.iter().fold(own, |n, r| {
+                    n.saturating_add(metrics.get(r).map_or(1, |i| i.formula_nodes))
+                });
+                if nodes > MAX_FORMULA_NODES {
+                    diags.push(
+                        Diagnostic::new(
+                            Code::InputTooLarge,
+                            format!(
+                                "the decomposition of KPI `{}` expands to more than {MAX_FORMULA_NODES} terms once the derived metrics it uses are written out",
+                                k.name.value
+                            ),
+                        )
+                        .at(dec.span, "this formula is too large")
+                        .with_help("use each derived metric fewer times, or build on measure metrics directly")
+                        .with_note(format!("written out, the formula has {nodes} terms")),
+                    );
+                    ok = false;
                 }
                 if k.drivers.is_none() {
                     drivers = refs;

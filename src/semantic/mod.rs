@@ -52,6 +52,9 @@ pub struct MetricInfo {
     /// SPEC §7 additivity (measure metrics only).
     pub additive: bool,
     pub ratio: Option<Ratio>,
+    /// Nodes of the formula once derived metrics are written out (1 for a
+    /// measure); bounded by [`expr::MAX_FORMULA_NODES`].
+    pub formula_nodes: usize,
 }
 
 /// The two additive parts of a ratio metric (`numerator`/`denominator`).
@@ -250,6 +253,37 @@ fn describe_sources(
             );
             continue;
         }
+        // A directory, FIFO or device: DuckDB would read garbage, or block
+        // forever on a FIFO. (Files matched by a glob are DuckDB's to list.)
+        if let Relation::Path { path, .. } = &s.relation
+            && !has_glob(&path.value)
+            && let Ok(meta) = std::fs::metadata(project.root.join(&path.value))
+            && !meta.is_file()
+        {
+            let (what, help) = if meta.is_dir() {
+                (
+                    "a directory",
+                    "name the files, e.g. with a glob such as `dir/*.parquet`",
+                )
+            } else {
+                (
+                    "a FIFO, socket or device",
+                    "point at a CSV, Parquet or JSON file",
+                )
+            };
+            diags.push(
+                Diagnostic::new(
+                    Code::PathNotFound,
+                    format!(
+                        "source `{}`: `{}` is not a file but {what}",
+                        s.name.value, path.value
+                    ),
+                )
+                .at(path.span, "not a regular file")
+                .with_help(help),
+            );
+            continue;
+        }
         match catalog.describe(project, s) {
             Ok(Some(cols)) => {
                 schemas.insert(s.name.value.clone(), cols);
@@ -404,7 +438,7 @@ fn hygiene(project: &Project, metrics: &HashMap<String, MetricInfo>, diags: &mut
             by_owner.entry(o.value.as_str()).or_default().push(k);
         }
         let at = Span::new(k.name.span.file, k.name.span.start, k.name.span.end);
-        if k.target.is_none() {
+        if k.target.is_none() && !k.target_invalid {
             let cumulative = metric_is_cumulative(project, metrics, &k.metric.value);
             if cumulative {
                 diags.push(

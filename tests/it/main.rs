@@ -1,10 +1,12 @@
 mod cli;
 mod common;
 mod compile;
+mod crash;
 mod diagnostics;
 mod dialects;
 mod docs;
 mod engines;
 mod execute;
 mod explain;
+mod hostile;
 mod robustness;

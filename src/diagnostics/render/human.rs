@@ -46,7 +46,9 @@ pub fn human(diags: &Diagnostics, sources: &SourceMap, color: bool) -> String {
 struct FileLabels<'a> {
     id: FileId,
     file: &'a SourceFile,
-    labels: Vec<(AnnotationKind, Range<usize>, &'a str)>,
+    /// Label texts are normalized (control and bidi characters made
+    /// visible), like titles, help and notes: they quote user text.
+    labels: Vec<(AnnotationKind, Range<usize>, String)>,
 }
 
 fn render_one(renderer: &Renderer, d: &Diagnostic, sources: &SourceMap) -> String {
@@ -80,7 +82,9 @@ fn render_one(renderer: &Renderer, d: &Diagnostic, sources: &SourceMap) -> Strin
                 &mut files[last]
             }
         };
-        entry.labels.push((kind, loc.range, label.message.as_str()));
+        entry
+            .labels
+            .push((kind, loc.range, normalize_untrusted_str(&label.message)));
     }
 
     let mut elements: Vec<Element<'_>> = files.iter().map(snippet).collect();
@@ -95,7 +99,7 @@ fn render_one(renderer: &Renderer, d: &Diagnostic, sources: &SourceMap) -> Strin
 
 /// A snippet of the lines of `f.file` its labels cover (whole lines, with
 /// the text between distant labels folded by the renderer).
-fn snippet<'a>(f: &FileLabels<'a>) -> Element<'a> {
+fn snippet<'a>(f: &'a FileLabels<'a>) -> Element<'a> {
     let text = f.file.text.as_str();
     let lo = f.labels.iter().map(|l| l.1.start).min().unwrap_or(0);
     let hi = f.labels.iter().map(|l| l.1.end).max().unwrap_or(0);
@@ -107,12 +111,12 @@ fn snippet<'a>(f: &FileLabels<'a>) -> Element<'a> {
         if message.is_empty() {
             ann
         } else {
-            ann.label(*message)
+            ann.label(message.as_str())
         }
     });
     Snippet::source(&text[first..last])
         .line_start(line)
-        .path(f.file.display.as_str())
+        .path(normalize_untrusted_str(&f.file.display))
         .annotations(annotations)
         .into()
 }
