@@ -14,6 +14,7 @@ use super::{
     timeout_arg,
 };
 use crate::diagnostics::Code;
+use crate::diagnostics::render::visible;
 use crate::explain::{Baseline, ExplainOptions, Explanation, Notes};
 use crate::model::Format;
 use crate::semantic::SemanticModel;
@@ -135,7 +136,7 @@ pub fn explain(ctx: &Ctx, args: ExplainArgs) -> Outcome {
     };
     if args.format == ExplainFormat::Json {
         for n in &notes.0 {
-            ctx.info(&format!("note: {n}"));
+            ctx.info(&format!("note: {}", visible(n)));
         }
     }
     let _ = writeln!(std::io::stdout(), "{text}");
@@ -154,9 +155,9 @@ fn story(model: &SemanticModel, a: &Explanation, notes: &Notes, markdown: bool) 
     let kpi = model.project.kpi(&a.kpi);
     let metric = kpi.map(|k| k.metric.value.as_str()).unwrap_or(&a.kpi);
     let f = metric_format(model, metric);
-    let name = kpi
-        .and_then(|k| k.label.clone())
-        .unwrap_or_else(|| a.kpi.clone());
+    // Labels, members, owners and plans come from YAML text or data: shown
+    // through `visible` (JSON keeps them exact).
+    let name = visible(kpi.and_then(|k| k.label.as_deref()).unwrap_or(&a.kpi));
     let mut out = String::new();
     let heading = |out: &mut String, title: &str| {
         if markdown {
@@ -208,7 +209,7 @@ fn story(model: &SemanticModel, a: &Explanation, notes: &Notes, markdown: bool) 
         }
     }
     for n in &notes.0 {
-        let _ = writeln!(out, "{bullet}Note: {n}.");
+        let _ = writeln!(out, "{bullet}Note: {}.", visible(n));
     }
 
     heading(&mut out, "So What");
@@ -268,7 +269,7 @@ fn story(model: &SemanticModel, a: &Explanation, notes: &Notes, markdown: bool) 
                 .segment
                 .iter()
                 .map(|(k, v)| match v {
-                    serde_json::Value::String(s) => format!("{k} = {s}"),
+                    serde_json::Value::String(s) => format!("{k} = {}", visible(s)),
                     _ => format!("{k} is NULL"),
                 })
                 .collect::<Vec<_>>()
@@ -302,7 +303,7 @@ fn story(model: &SemanticModel, a: &Explanation, notes: &Notes, markdown: bool) 
 
     heading(&mut out, "Now What");
     if let Some(owner) = kpi.and_then(|k| k.owner.as_ref()) {
-        let _ = writeln!(out, "{bullet}Owner: {}", owner.value);
+        let _ = writeln!(out, "{bullet}Owner: {}", visible(&owner.value));
     }
     match &a.action_plan {
         Some(plan) => {
@@ -310,7 +311,7 @@ fn story(model: &SemanticModel, a: &Explanation, notes: &Notes, markdown: bool) 
             if markdown {
                 out.push('\n');
             }
-            for line in plan.trim_end().lines() {
+            for line in visible(plan.trim_end()).lines() {
                 // Markdown: the plan as written, quoted.
                 let _ = if markdown {
                     writeln!(out, "> {line}")

@@ -1,5 +1,9 @@
 //! Printing of command results: the KPI table (terminal table, CSV, JSON),
 //! the `list` listing, and CSV exports.
+//!
+//! Text that comes from data or YAML (labels, owners, formulas) is printed
+//! to people through [`visible`], so a value holding ESC, BEL or a bidi
+//! override cannot drive the terminal; CSV and JSON keep exact values.
 
 use std::io::Write;
 use std::path::Path;
@@ -7,6 +11,7 @@ use std::path::Path;
 use comfy_table::{Cell, Color, ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
 
 use super::RunFormat;
+use crate::diagnostics::render::visible;
 use crate::exec::KpiRow;
 use crate::model::{Format, MetricKind, Relation};
 use crate::semantic::SemanticModel;
@@ -144,12 +149,12 @@ pub fn print_results(model: &SemanticModel, rows: &[KpiRow], format: RunFormat, 
                     status = status.fg(status_color);
                 }
                 let period = if r.is_complete {
-                    r.period.clone()
+                    visible(&r.period)
                 } else {
-                    format!("{} (to date)", r.period)
+                    format!("{} (to date)", visible(&r.period))
                 };
                 table.add_row(vec![
-                    Cell::new(r.label.clone().unwrap_or_else(|| r.kpi.clone())),
+                    Cell::new(visible(r.label.as_deref().unwrap_or(&r.kpi))),
                     Cell::new(period),
                     Cell::new(format_number(r.actual, f)),
                     Cell::new(format_number(r.target, f)),
@@ -245,6 +250,7 @@ pub fn list(model: &SemanticModel, json: bool) {
             } => format!("{} on {}", measure.text, source.value),
             MetricKind::Derived { expr } => expr.text.clone(),
         };
+        let detail = visible(&detail);
         let _ = writeln!(
             out,
             "  {:<24} {:<8} {}",
@@ -262,7 +268,7 @@ pub fn list(model: &SemanticModel, json: bool) {
             k.grain.as_str(),
             k.metric.value,
             k.direction.as_str(),
-            k.owner.as_ref().map_or("no owner", |o| o.value.as_str())
+            visible(k.owner.as_ref().map_or("no owner", |o| o.value.as_str()))
         );
     }
 }

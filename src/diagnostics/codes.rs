@@ -122,6 +122,8 @@ codes! {
         "What: a KPI over a `to_date` or `window: all` metric has no target.\nWhy: cumulative numbers only grow: without a target they are a vanity metric.\nFix: add a target, or track the period value instead.";
     DecompositionMismatch = "256", Warning, "decomposition does not hold on the data",
         "What: a KPI's `decomposition` evaluated on the data differs from the KPI's metric by more than 0.1% in some period.\nWhy: drivers are attributed over that identity; when it does not hold, the split is rescaled to the KPI's change and misleads.\nFix: make the identity exact (same filters on every metric, e.g. `orders / sessions` counted over the same rows) or drop `decomposition:`.";
+    TargetFileUnknownKpi = "257", Warning, "target file row for an unknown KPI",
+        "What: a row of a target file names, in its `kpi` column, a KPI the project does not define (or none).\nWhy: the row is ignored, so a misspelt KPI name would leave that KPI's period without its target, silently.\nFix: use the suggested KPI name, or remove the row.";
 
     // ---- KPI3xx: plan and dialects ----
     DialectUnsupported = "301", Error, "not available in this dialect",

@@ -135,15 +135,44 @@ impl From<Diagnostic> for Diagnostics {
 }
 
 /// "did you mean `x`?" for the closest of `candidates` to `word`, if any is
-/// close enough to be a plausible typo.
+/// close enough to be a plausible typo. Never `word` itself: when the only
+/// close candidate is the written name, the name exists but is not allowed
+/// where it is written (another kind of thing, another scope), and a caller
+/// must say that instead. Case is ignored in the comparison, so a name that
+/// differs only in case (`Revenue`, `CH`) gets its lower-case twin.
 pub fn did_you_mean<'a>(
     word: &str,
     candidates: impl IntoIterator<Item = &'a str>,
 ) -> Option<&'a str> {
+    let folded = word.to_lowercase();
     candidates
         .into_iter()
-        .map(|c| (strsim::jaro_winkler(word, c), c))
+        .filter(|c| *c != word)
+        .map(|c| (strsim::jaro_winkler(&folded, &c.to_lowercase()), c))
         .filter(|(score, _)| *score >= 0.8)
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .map(|(_, c)| c)
+}
+
+#[cfg(test)]
+mod did_you_mean_tests {
+    use super::did_you_mean;
+
+    #[test]
+    fn never_suggests_the_written_name() {
+        assert_eq!(did_you_mean("ch", ["ch"]), None);
+        assert_eq!(did_you_mean("ch", ["ch", "ch2"]), Some("ch2"));
+        assert_eq!(did_you_mean("revenue", ["revenue", "revenue"]), None);
+    }
+
+    #[test]
+    fn names_differing_in_case_find_their_twin() {
+        assert_eq!(did_you_mean("CH", ["ch", "status"]), Some("ch"));
+        assert_eq!(
+            did_you_mean("Revenue", ["revenue", "order_count"]),
+            Some("revenue")
+        );
+        assert_eq!(did_you_mean("revnue", ["revenue", "aov"]), Some("revenue"));
+        assert_eq!(did_you_mean("zzz", ["revenue", "aov"]), None);
+    }
 }

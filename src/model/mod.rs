@@ -46,6 +46,13 @@ pub fn model_from_raw(
         templater: &templater,
         diags: &mut diags,
         target_files: &raw.target_files,
+        kpi_names: raw
+            .files
+            .iter()
+            .flat_map(|f| &f.kpis)
+            .filter_map(|k| k.name.as_ref().map(|n| n.value.clone()))
+            .collect(),
+        rows_checked: Default::default(),
     };
     let config = cx.config(raw.config.as_ref());
     let mut project = Project {
@@ -91,6 +98,12 @@ struct Cx<'a> {
     templater: &'a Templater,
     diags: &'a mut Diagnostics,
     target_files: &'a std::collections::BTreeMap<String, Option<crate::source::FileId>>,
+    /// Every KPI name written, valid or not: a target file row naming
+    /// another one is reported (KPI257).
+    kpi_names: Vec<String>,
+    /// Target files whose `kpi` column was checked: a file several KPIs
+    /// read is reported once.
+    rows_checked: std::collections::HashSet<String>,
 }
 
 /// A free text field; the final line break of a YAML block scalar (`|`) is
@@ -768,9 +781,11 @@ impl Cx<'_> {
         }
     }
 
-    /// Reads `period,target[,kpi]` rows; rows for other KPIs are skipped.
-    /// The file was read by `load` (size, regular file and UTF-8 checked);
-    /// problems point at its lines, with the KPI's `file:` as context.
+    /// Reads `period,target[,kpi]` rows; rows for other KPIs are skipped,
+    /// and a row naming no KPI of the project is a warning (KPI257, once
+    /// per file and name, at its first row). The file was read by `load`
+    /// (size, regular file and UTF-8 checked); problems point at its lines,
+    /// with the KPI's `file:` as context.
     fn target_file(&mut self, path: &Text, grain: Grain, kpi: &Text) -> Option<Vec<(String, f64)>> {
         let Some(loaded) = self.target_files.get(&path.value) else {
             // Not read by `load` (a project assembled in memory).
@@ -841,6 +856,9 @@ impl Cx<'_> {
             return None;
         };
         let ki = col("kpi");
+        let check_names = ki.is_some() && self.rows_checked.insert(path.value.clone());
+        // Unknown KPI names: (name, first row's byte, line, rows).
+        let mut unknown: Vec<(String, usize, u64, usize)> = Vec::new();
         let mut out = Vec::new();
         for rec in reader.records() {
             let rec = match rec {
@@ -859,10 +877,17 @@ impl Cx<'_> {
             let (at, line) = rec
                 .position()
                 .map_or((0, 0), |p| (p.byte() as usize, p.line()));
-            if let Some(ki) = ki
-                && rec.get(ki).map(str::trim) != Some(kpi.value.as_str())
-            {
-                continue;
+            if let Some(ki) = ki {
+                let named = rec.get(ki).map_or("", str::trim);
+                if named != kpi.value {
+                    if check_names && !self.kpi_names.iter().any(|k| k == named) {
+                        match unknown.iter_mut().find(|u| u.0 == named) {
+                            Some(u) => u.3 += 1,
+                            None => unknown.push((named.to_string(), at, line, 1)),
+                        }
+                    }
+                    continue;
+                }
             }
             let label = rec.get(pi).unwrap_or("").trim();
             let value = rec.get(ti).unwrap_or("").trim();
@@ -906,7 +931,44 @@ impl Cx<'_> {
                 }
             }
         }
+        for (named, at, line, rows) in unknown {
+            self.unknown_target_kpi(path, &named, line_at(at), line, rows);
+        }
         Some(out)
+    }
+
+    /// KPI257: rows of target file `path` name `named`, which is no KPI of
+    /// the project; `span` is the first such row (line `line`).
+    fn unknown_target_kpi(&mut self, path: &Text, named: &str, span: Span, line: u64, rows: usize) {
+        let what = if named.is_empty() {
+            "names no KPI".to_string()
+        } else {
+            format!("names `{named}`, which is not a KPI")
+        };
+        let mut d = Diagnostic::new(
+            Code::TargetFileUnknownKpi,
+            format!(
+                "target file `{}` line {line} {what}: the row is ignored",
+                path.value
+            ),
+        );
+        d = match did_you_mean(named, self.kpi_names.iter().map(String::as_str)) {
+            Some(h) => d.at(span, format!("did you mean `{h}`?")),
+            None => d.at(span, "no KPI of this name").with_note(format!(
+                "KPIs: {}",
+                self.kpi_names
+                    .iter()
+                    .take(20)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        };
+        if rows > 1 {
+            d = d.with_note(format!("{rows} rows name it; this is the first"));
+        }
+        self.diags
+            .push(d.with_secondary(path.span, "target file named here"));
     }
 }
 

@@ -204,14 +204,29 @@ fn unknown_metric_at(
         return None;
     }
     let hint = did_you_mean(name, project.metrics.iter().map(|m| m.name.value.as_str()));
-    Some(
-        Diagnostic::new(Code::UnknownMetric, format!("unknown metric `{name}`")).at(
-            span,
-            hint.map_or("no metric of this name".to_string(), |h| {
-                format!("did you mean `{h}`?")
-            }),
-        ),
-    )
+    // The name of something else: say what it is rather than "unknown".
+    let other = if project.kpi(name).is_some() {
+        Some("a KPI")
+    } else if project.source(name).is_some() {
+        Some("a source")
+    } else if project
+        .sources
+        .iter()
+        .any(|s| s.dimensions.iter().any(|d| d.name.value == name))
+    {
+        Some("a dimension")
+    } else {
+        None
+    };
+    let d = Diagnostic::new(Code::UnknownMetric, format!("unknown metric `{name}`"));
+    Some(match (other, hint) {
+        (Some(kind), Some(h)) => d
+            .at(span, format!("`{name}` is {kind}, not a metric"))
+            .with_help(format!("did you mean metric `{h}`?")),
+        (Some(kind), None) => d.at(span, format!("`{name}` is {kind}, not a metric")),
+        (None, Some(h)) => d.at(span, format!("did you mean `{h}`?")),
+        (None, None) => d.at(span, "no metric of this name"),
+    })
 }
 
 /// `false` when an expression is certainly not a condition.

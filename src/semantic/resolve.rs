@@ -103,25 +103,49 @@ impl Scope<'_> {
         }
     }
 
-    /// Names a field may use, for did-you-mean hints.
-    fn candidates(&self) -> Vec<String> {
-        let mut out: Vec<String> = self
-            .source
-            .dimensions
-            .iter()
-            .map(|d| d.name.value.clone())
-            .collect();
-        if let Some(cols) = self.schemas.get(&self.source.name.value) {
-            out.extend(cols.iter().map(|c| c.name.clone()));
+    /// Names a field may use, for did-you-mean hints, each once:
+    /// dimensions only where they are allowed.
+    fn candidates(&self, allow_dimensions: bool) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        let mut add = |name: String| {
+            if !out.contains(&name) {
+                out.push(name);
+            }
+        };
+        if allow_dimensions {
+            self.source
+                .dimensions
+                .iter()
+                .for_each(|d| add(d.name.value.clone()));
         }
-        for j in self.joined() {
-            out.extend(
+        if let Some(cols) = self.schemas.get(&self.source.name.value) {
+            cols.iter().for_each(|c| add(c.name.clone()));
+        }
+        if allow_dimensions {
+            for j in self.joined() {
                 j.dimensions
                     .iter()
-                    .map(|d| format!("{}.{}", j.name.value, d.name.value)),
-            );
+                    .for_each(|d| add(format!("{}.{}", j.name.value, d.name.value)));
+            }
         }
         out
+    }
+
+    /// Whether `name` (`x`, or `j.x` for joined source `j`) is a computed
+    /// dimension in this scope: one with an expression of its own, so not
+    /// a column. (A plain dimension names its column: when that is
+    /// missing, the column is what is unknown.)
+    fn is_dimension(&self, name: &str) -> bool {
+        let has = |s: &Source, n: &str| {
+            s.dimensions.iter().any(|d| {
+                d.name.value == n && !matches!(&d.expr.expr, Expr::Identifier(i) if i.value == n)
+            })
+        };
+        match name.split_once('.') {
+            None => has(self.source, name),
+            Some((rel, n)) if rel == self.source.name.value => has(self.source, n),
+            Some((rel, n)) => self.joined().any(|j| j.name.value == rel && has(j, n)),
+        }
     }
 }
 
@@ -191,15 +215,31 @@ impl Rewriter<'_, '_> {
     }
 
     fn unknown(&mut self, shown: &str, lookup: &str) {
-        let candidates = self.scope.candidates();
-        let hint = did_you_mean(lookup, candidates.iter().map(String::as_str));
+        let candidates = self.scope.candidates(self.allow_dimensions);
         let span = locate(self.scope.sources, self.field.span, lookup);
+        let source = &self.scope.source.name.value;
+        // A dimension where only columns may be used (a dimension's, the
+        // time's expression): the name exists, so say what is wrong.
+        if !self.allow_dimensions && self.scope.is_dimension(lookup) {
+            let mut d = Diagnostic::new(
+                Code::UnknownColumn,
+                format!("`{shown}` is a dimension, not a column of source `{source}`"),
+            )
+            .at(span, "a dimension, not a column")
+            .with_help(
+                "dimension and time expressions are over the source's columns only: write the dimension's own expression here",
+            );
+            if !candidates.is_empty() {
+                let listed: Vec<&str> = candidates.iter().map(String::as_str).take(20).collect();
+                d = d.with_note(format!("columns: {}", listed.join(", ")));
+            }
+            self.errors.push(d);
+            return;
+        }
+        let hint = did_you_mean(lookup, candidates.iter().map(String::as_str));
         let mut d = Diagnostic::new(
             Code::UnknownColumn,
-            format!(
-                "source `{}` has no column or dimension `{shown}`",
-                self.scope.source.name.value
-            ),
+            format!("source `{source}` has no column or dimension `{shown}`"),
         );
         d = match hint {
             Some(h) => d.at(span, format!("did you mean `{h}`?")),
@@ -238,6 +278,23 @@ impl Rewriter<'_, '_> {
         match joined.as_slice() {
             [j] => self.in_source(j, true, name),
             _ if is_base_col => self.in_source(base, false, name),
+            [a, b, ..] => {
+                // Not unknown: known twice. Say so, not "no column".
+                let (a, b) = (&a.name.value, &b.name.value);
+                self.errors.push(
+                    Diagnostic::new(
+                        Code::UnknownColumn,
+                        format!(
+                            "`{name}` is ambiguous: joined sources `{a}` and `{b}` both have it"
+                        ),
+                    )
+                    .at(
+                        locate(self.scope.sources, self.field.span, name),
+                        format!("write `{a}.{name}` or `{b}.{name}`"),
+                    ),
+                );
+                None
+            }
             _ => {
                 self.unknown(name, name);
                 None

@@ -1378,3 +1378,195 @@ fn sql_comments_in_a_filter_are_dropped() {
     assert!(!sql.contains("1=1") && !sql.contains("1 = 1"), "{sql}");
     assert!(sql.contains("'completed'"), "{sql}");
 }
+
+// ---------------------------------------------------------------------------
+// Hostile text in valid projects: what kpic prints for people shows control
+// and bidi characters instead of sending them to the terminal (CSV and JSON
+// keep the exact values); target file rows naming no KPI are warnings;
+// did-you-mean hints never suggest the name as written.
+// ---------------------------------------------------------------------------
+
+/// Runs kpic on a valid project: (exit code, stdout, stderr).
+fn output_of(root: &Path, scratch: &Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let o = Command::new(env!("CARGO_BIN_EXE_kpic"))
+        .args(["--color", "never", "--project"])
+        .arg(root)
+        .args(args)
+        .current_dir(scratch)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .output()
+        .expect("kpic runs");
+    (
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// Characters that drive a terminal or reorder what it shows.
+fn terminal_controls(s: &str) -> Vec<char> {
+    s.chars()
+        .filter(|c| {
+            (c.is_control() && *c != '\n')
+                || ('\u{202a}'..='\u{202e}').contains(c)
+                || ('\u{2066}'..='\u{2069}').contains(c)
+        })
+        .collect()
+}
+
+#[test]
+fn data_and_yaml_text_cannot_drive_the_terminal() {
+    // A breakdown member from the data, a label and an owner from YAML
+    // escapes: ESC sequences, BEL, a bidi override, C1 CSI.
+    let member = "\u{1b}[31mstore\u{202e}\u{9b}2J";
+    let label = "\u{1b}]0;pwned\u{7}Revenue\u{202e}";
+    let c = case("escapes", "none")
+        .at("-")
+        .edit("owner: growth", "owner: \"\\e[1mgrowth\"")
+        .edit(
+            "action_plan: Review the funnel.",
+            "action_plan: \"Review\\e[2J the funnel.\"\n    label: \"\\e]0;pwned\\aRevenue\\u202e\"",
+        )
+        .file("data/orders.csv", ORDERS.replace("store", member));
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = set_up(&c, tmp.path()).expect("set up");
+    let db = tmp.path().join("t.duckdb");
+    let db = db.to_str().expect("utf-8");
+    let human = |args: &[&str], shown: &[&str]| {
+        let (code, out, err) = output_of(&root, tmp.path(), args);
+        assert_eq!(code, Some(0), "kpic {args:?}: {err}");
+        assert_eq!(
+            terminal_controls(&out),
+            Vec::<char>::new(),
+            "kpic {args:?} printed control characters:\n{out}"
+        );
+        assert_eq!(terminal_controls(&err), Vec::<char>::new(), "{err}");
+        for s in shown {
+            assert!(out.contains(s), "kpic {args:?} does not show {s:?}:\n{out}");
+        }
+    };
+    human(&["run", "--db", db], &["␛]0;pwned␇Revenue�"]);
+    human(&["list"], &["␛[1mgrowth"]);
+    let segment = "channel = ␛[31mstore�\\u{9b}2J";
+    for format in ["text", "markdown"] {
+        human(
+            &["explain", "monthly_revenue", "--format", format],
+            &[segment, "Review␛[2J the funnel.", "␛[1mgrowth"],
+        );
+    }
+    // Machine formats keep the exact values.
+    let (code, csv, err) = output_of(&root, tmp.path(), &["run", "--db", db, "--format", "csv"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(csv.contains(label), "{csv:?}");
+    let (code, json, err) = output_of(&root, tmp.path(), &["run", "--db", db, "--format", "json"]);
+    assert_eq!(code, Some(0), "{err}");
+    let rows: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+    assert_eq!(rows[0]["label"], label, "{json}");
+    let (code, json, err) = output_of(
+        &root,
+        tmp.path(),
+        &["explain", "monthly_revenue", "--format", "json"],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let v: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+    let members: Vec<&serde_json::Value> = v["root_causes"]
+        .as_array()
+        .expect("root_causes")
+        .iter()
+        .map(|c| &c["segment"]["channel"])
+        .collect();
+    assert!(members.iter().any(|m| *m == member), "{json}");
+}
+
+#[test]
+fn target_file_rows_naming_no_kpi_are_warnings() {
+    let targets = "\
+kpi,period,target
+monthly_revenue,2024-01,100
+montly_revenue,2024-02,110
+montly_revenue,2024-03,120
+zzz_unrelated,2024-03,1
+";
+    let c = case("target_rows", "none")
+        .at("-")
+        .edit("target: 100", "target: {file: targets.csv}")
+        .file("targets.csv", targets);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = set_up(&c, tmp.path()).expect("set up");
+    let (code, _, err) = output_of(&root, tmp.path(), &["check"]);
+    assert_eq!(code, Some(0), "warnings only:\n{err}");
+    // One warning per unknown name, at its first row.
+    assert_eq!(err.matches("warning[KPI257]").count(), 2, "{err}");
+    assert!(err.contains("targets.csv:3:"), "{err}");
+    assert!(err.contains("did you mean `monthly_revenue`?"), "{err}");
+    assert!(err.contains("2 rows name it"), "{err}");
+    assert!(err.contains("targets.csv:5:"), "{err}");
+    assert!(err.contains("KPIs: monthly_revenue"), "{err}");
+}
+
+#[test]
+fn did_you_mean_never_suggests_the_written_name() {
+    let dims = "      - status\n      - name: ch\n        expr: upper(channel)\n";
+    let check = |c: Case| {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let root = set_up(&c, tmp.path()).expect("set up");
+        let (code, _, err) = output_of(&root, tmp.path(), &["check"]);
+        assert_eq!(code, Some(1), "{}: {err}", c.name);
+        err
+    };
+    // A dimension where only columns may be used: it exists, so say what
+    // is wrong instead of "did you mean `ch`?".
+    let err = check(case("dimension_in_dimension", "KPI211").at("-").edit(
+        "      - status\n",
+        &format!("{dims}      - name: ch2\n        expr: lower(ch)\n"),
+    ));
+    assert!(err.contains("error[KPI211]"), "{err}");
+    assert!(!err.contains("did you mean `ch`?"), "{err}");
+    assert!(err.contains("`ch` is a dimension, not a column"), "{err}");
+    // A KPI where a metric is expected.
+    let err = check(
+        case("kpi_as_metric", "KPI203")
+            .at("-")
+            .edit("metric: revenue", "metric: monthly_revenue"),
+    );
+    assert!(
+        err.contains("`monthly_revenue` is a KPI, not a metric"),
+        "{err}"
+    );
+    // A name differing only in case gets its twin.
+    let err = check(
+        case("case", "KPI211")
+            .at("-")
+            .edit("      - status\n", dims)
+            .edit("measure: count(*)", "measure: count(distinct CH)"),
+    );
+    assert!(err.contains("did you mean `ch`?"), "{err}");
+    // A column two joined sources have: ambiguous, not unknown.
+    let err = check(
+        case("ambiguous", "KPI211")
+            .at("-")
+            .edit(
+                "        on: customer_id
+",
+                "        on: customer_id
+      - source: accounts
+        on: customer_id
+",
+            )
+            .edit(
+                "      - plan
+",
+                "      - plan
+  - name: accounts
+    path: data/accounts.csv
+",
+            )
+            .file("data/accounts.csv", CUSTOMERS)
+            .edit("measure: count(*)", "measure: count(distinct plan)"),
+    );
+    assert!(
+        err.contains("`plan` is ambiguous: joined sources `customers` and `accounts`"),
+        "{err}"
+    );
+}

@@ -6,12 +6,10 @@
 use std::ops::Range;
 
 use annotate_snippets::renderer::{DEFAULT_ERROR_STYLE, DEFAULT_WARNING_STYLE, DecorStyle};
-use annotate_snippets::{
-    AnnotationKind, Element, Group, Level, Renderer, Snippet, normalize_untrusted_str,
-};
+use annotate_snippets::{AnnotationKind, Element, Group, Level, Renderer, Snippet};
 use anstyle::{Effects, Style};
 
-use super::locate;
+use super::{locate, visible};
 use crate::diagnostics::{Diagnostic, Diagnostics, Severity};
 use crate::source::{FileId, SourceFile, SourceMap};
 
@@ -46,8 +44,8 @@ pub fn human(diags: &Diagnostics, sources: &SourceMap, color: bool) -> String {
 struct FileLabels<'a> {
     id: FileId,
     file: &'a SourceFile,
-    /// Label texts are normalized (control and bidi characters made
-    /// visible), like titles, help and notes: they quote user text.
+    /// Label texts are made [`visible`] (control and bidi characters
+    /// shown), like titles, help and notes: they quote user text.
     labels: Vec<(AnnotationKind, Range<usize>, String)>,
 }
 
@@ -56,7 +54,8 @@ fn render_one(renderer: &Renderer, d: &Diagnostic, sources: &SourceMap) -> Strin
         Severity::Error => Level::ERROR,
         Severity::Warning => Level::WARNING,
     };
-    let title = level.primary_title(d.message.as_str()).id(d.code.as_str());
+    let message = visible(&d.message);
+    let title = level.primary_title(message.as_str()).id(d.code.as_str());
 
     // Primary label first, so its file gets the `-->` line; other files
     // follow in the order their labels appear.
@@ -84,15 +83,15 @@ fn render_one(renderer: &Renderer, d: &Diagnostic, sources: &SourceMap) -> Strin
         };
         entry
             .labels
-            .push((kind, loc.range, normalize_untrusted_str(&label.message)));
+            .push((kind, loc.range, visible(&label.message)));
     }
 
     let mut elements: Vec<Element<'_>> = files.iter().map(snippet).collect();
     if let Some(help) = &d.help {
-        elements.push(Level::HELP.message(normalize_untrusted_str(help)).into());
+        elements.push(Level::HELP.message(visible(help)).into());
     }
     for note in &d.notes {
-        elements.push(Level::NOTE.message(normalize_untrusted_str(note)).into());
+        elements.push(Level::NOTE.message(visible(note)).into());
     }
     renderer.render(&[Group::with_title(title).elements(elements)])
 }
@@ -116,7 +115,7 @@ fn snippet<'a>(f: &'a FileLabels<'a>) -> Element<'a> {
     });
     Snippet::source(&text[first..last])
         .line_start(line)
-        .path(normalize_untrusted_str(&f.file.display))
+        .path(visible(&f.file.display))
         .annotations(annotations)
         .into()
 }

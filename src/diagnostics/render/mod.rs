@@ -27,9 +27,35 @@ mod json;
 pub use human::human;
 pub use json::json;
 
+use std::fmt::Write as _;
 use std::ops::Range;
 
 use crate::source::{SourceFile, SourceMap, Span};
+
+/// Untrusted text (from data, or YAML text such as labels and owners) made
+/// safe to print to a terminal, for human output only; JSON and CSV keep
+/// the exact value. C0 controls (ESC, BEL, …) and DEL become their Unicode
+/// control pictures (`␛`, `␇`), tabs four spaces, and the bidi embeddings,
+/// overrides and isolates (U+202A–U+202E, U+2066–U+2069) `�`, as
+/// annotate-snippets does for rustc's diagnostics; C1 controls
+/// (U+0080–U+009F, which some terminals read as escapes: U+009B is CSI),
+/// which have no picture, are written `\u{9b}`. Line breaks are kept.
+pub fn visible(s: &str) -> String {
+    let is_c1 = |c: char| ('\u{80}'..='\u{9f}').contains(&c);
+    let pictured = annotate_snippets::normalize_untrusted_str(s);
+    if !pictured.contains(is_c1) {
+        return pictured;
+    }
+    let mut out = String::with_capacity(pictured.len() + 8);
+    for c in pictured.chars() {
+        if is_c1(c) {
+            let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
 
 /// A span resolved against its file and clamped to valid positions.
 struct Located<'a> {

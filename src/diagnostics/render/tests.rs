@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use super::{clamp, human, json};
+use super::{clamp, human, json, visible};
 use crate::diagnostics::{Code, Diagnostic, Diagnostics};
 use crate::source::{FileId, SourceMap, Span};
 
@@ -455,4 +455,26 @@ fn clamp_rules() {
     assert_eq!(clamp(t, 2, 1), 2..2);
     assert_eq!(clamp("", 3, 9), 0..0);
     assert_eq!(clamp("x\r\n", 3, 3), 1..1);
+}
+
+#[test]
+fn visible_shows_what_would_drive_a_terminal() {
+    // ESC, BEL, a bidi override and CSI (C1) are all shown, never sent.
+    let shown = visible("a\u{1b}[2J\u{7}b\u{202e}c\u{9b}31md\r\ne");
+    assert_eq!(shown, "a␛[2J␇b�c\\u{9b}31md␍\ne");
+    for c in shown.chars() {
+        assert!(!c.is_control() || c == '\n', "{c:?} left in {shown:?}");
+    }
+    // Plain text, accents and emoji are untouched.
+    assert_eq!(visible("Café ☕ – 2024-Q1"), "Café ☕ – 2024-Q1");
+}
+
+#[test]
+fn human_output_shows_c1_controls_in_messages() {
+    let sources = SourceMap::new();
+    let diags: Diagnostics =
+        Diagnostic::new(Code::UnknownMetric, "unknown metric `a\u{9b}2Jb`").into();
+    let text = human(&diags, &sources, false);
+    assert!(!text.contains('\u{9b}'), "{text:?}");
+    assert!(text.contains("a\\u{9b}2Jb"), "{text}");
 }
