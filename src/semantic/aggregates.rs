@@ -255,6 +255,34 @@ pub fn avg_argument(expr: &Expr) -> Option<Expr> {
     }
 }
 
+/// The argument and the FILTER condition (if any) of a measure that is
+/// exactly `count(DISTINCT x)`: such a count over a trailing range can be
+/// computed from each value's occurrences without joining every row to
+/// every range (see `sql::render`'s trailing distinct counts).
+pub fn distinct_count_argument(expr: &Expr) -> Option<(Expr, Option<Expr>)> {
+    match expr {
+        Expr::Nested(e) => distinct_count_argument(e),
+        Expr::Function(f)
+            if function_name(f) == "count"
+                && is_distinct(f)
+                && f.over.is_none()
+                && f.within_group.is_empty()
+                && f.null_treatment.is_none() =>
+        {
+            match &f.args {
+                FunctionArguments::List(l) if l.clauses.is_empty() => match l.args.as_slice() {
+                    [FunctionArg::Unnamed(FunctionArgExpr::Expr(e))] => {
+                        Some((e.clone(), f.filter.as_deref().cloned()))
+                    }
+                    _ => None,
+                },
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -435,7 +435,35 @@ pub fn with_ctes(q: Query, mut ctes: Vec<Cte>) -> Query {
 
 /// `LAG(e) OVER (PARTITION BY partition ORDER BY order)`
 pub fn lag(e: Expr, partition: Vec<Expr>, order: Expr) -> Expr {
-    let mut f = function("lag", vec![e]);
+    over("lag", e, partition, order, None)
+}
+
+/// `LEAD(e) OVER (PARTITION BY partition ORDER BY order)`
+pub fn lead(e: Expr, partition: Vec<Expr>, order: Expr) -> Expr {
+    over("lead", e, partition, order, None)
+}
+
+/// `SUM(e) OVER (PARTITION BY partition ORDER BY order ROWS BETWEEN
+/// UNBOUNDED PRECEDING AND CURRENT ROW)`: the frame is spelled out because
+/// Redshift requires one for an ordered aggregate window.
+pub fn running_sum(e: Expr, partition: Vec<Expr>, order: Expr) -> Expr {
+    use sqlparser::ast::{WindowFrame, WindowFrameBound, WindowFrameUnits};
+    let frame = WindowFrame {
+        units: WindowFrameUnits::Rows,
+        start_bound: WindowFrameBound::Preceding(None),
+        end_bound: Some(WindowFrameBound::CurrentRow),
+    };
+    over("sum", e, partition, order, Some(frame))
+}
+
+fn over(
+    name: &str,
+    e: Expr,
+    partition: Vec<Expr>,
+    order: Expr,
+    window_frame: Option<sqlparser::ast::WindowFrame>,
+) -> Expr {
+    let mut f = function(name, vec![e]);
     f.over = Some(sqlparser::ast::WindowType::WindowSpec(
         sqlparser::ast::WindowSpec {
             window_name: None,
@@ -448,7 +476,7 @@ pub fn lag(e: Expr, partition: Vec<Expr>, order: Expr) -> Expr {
                 },
                 with_fill: None,
             }],
-            window_frame: None,
+            window_frame,
         },
     ));
     Expr::Function(f)

@@ -2566,7 +2566,7 @@ fn negative_values_force_the_shapley_split() {
 /// creates in its own DuckDB file (no local file to load elsewhere).
 pub fn execution_projects() -> Vec<(String, Project, &'static str)> {
     type Constructor = fn() -> Project;
-    let all: [(&str, Constructor, &'static str); 14] = [
+    let all: [(&str, Constructor, &'static str); 15] = [
         ("labels", labels_project, "2026-03-15"),
         ("leap", leap_project, "2025-03-01"),
         ("derived", derived_project, "2024-04-10"),
@@ -2582,6 +2582,8 @@ pub fn execution_projects() -> Vec<(String, Project, &'static str)> {
         ("period_agg", period_agg_project, "2024-02-03"),
         ("measure_division", measure_division_project, "2024-02-29"),
         ("shapley", shapley_project, "2024-03-31"),
+        // Mid-week and mid-month: like-for-like ranges of trailing windows.
+        ("trailing", crate::trailing::project, "2024-05-15"),
     ];
     all.into_iter()
         .map(|(name, project, as_of)| {

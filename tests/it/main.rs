@@ -10,3 +10,4 @@ mod execute;
 mod explain;
 mod hostile;
 mod robustness;
+mod trailing;

@@ -86,12 +86,18 @@ use crate::sql::build::*;
 pub struct ClickHouse;
 
 /// Session settings, run before anything else: standard NULL semantics,
-/// and names resolved to columns before SELECT aliases.
+/// names resolved to columns before SELECT aliases, and room for the
+/// output statements of a project with many KPIs (each KPI's steps are CTEs
+/// of one statement: 20 KPIs with breakdowns exceed ClickHouse's default
+/// 50,000 AST elements and can exceed its 256 KiB of query text).
 const SETTINGS: &[&str] = &[
     "SET join_use_nulls = 1",
     "SET group_by_use_nulls = 1",
     "SET aggregate_functions_null_for_empty = 1",
     "SET prefer_column_name_to_alias = 1",
+    "SET max_ast_elements = 100000000",
+    "SET max_expanded_ast_elements = 100000000",
+    "SET max_query_size = 1073741824",
 ];
 
 /// `f(params)(args)`: a ClickHouse parametric aggregate.

@@ -21,6 +21,7 @@ use super::build::*;
 
 mod diagnose;
 mod segments;
+mod trailing;
 
 pub use diagnose::driver_step_metrics;
 pub use segments::{SegmentRanges, segment_query};
@@ -482,10 +483,46 @@ impl Renderer<'_> {
         )
     }
 
+    /// Whether a row of `period` (a period start of `grain`) can have its
+    /// like-for-like value read: like-for-like values are read only by the
+    /// incomplete period (the one of as_of), from the period before it and
+    /// the one a year earlier (the ISO week of the previous ISO year for
+    /// weeks), exactly as the KPI steps join them. `None` (every period)
+    /// when a KPI reads periods through `offset()`, whose like-for-like
+    /// values come from further back.
+    ///
+    /// Computing the like-for-like twin of a distinct count or a quantile
+    /// for every period costs as much as the value itself; restricted to
+    /// two periods it costs almost nothing.
+    fn like_for_like_read(&self, grain: Grain, period: Expr) -> Option<Expr> {
+        if self.plan.kpis.iter().any(|k| !k.offsets.is_empty()) {
+            return None;
+        }
+        let d = self.dialect;
+        let current = d.period_start(grain, self.as_of());
+        let previous = eq(period.clone(), d.add_periods(grain, current.clone(), -1));
+        let year_before = if grain == Grain::Week {
+            and(
+                eq(
+                    d.iso_year(period.clone()),
+                    sub(d.iso_year(current.clone()), int(1)),
+                ),
+                eq(d.iso_week(period), d.iso_week(current)),
+            )
+        } else {
+            eq(period, d.add_periods(Grain::Year, current, -1))
+        };
+        Some(paren(binop(
+            paren(previous),
+            BinaryOperator::Or,
+            paren(year_before),
+        )))
+    }
+
     fn aggregate(&self, a: &AggNode) -> Vec<NamedQuery> {
         match a.kind {
             AggKind::Period => vec![self.period_aggregate(a)],
-            AggKind::Rolling(acc, daily) => vec![self.rolling_aggregate(a, acc, daily)],
+            AggKind::Rolling(acc, daily) => self.rolling_aggregate(a, acc, daily),
         }
     }
 
@@ -503,7 +540,10 @@ impl Renderer<'_> {
         } else {
             d.period_start(a.grain, col(DAY))
         };
-        let lfl = lt(d.day_diff(period.clone(), col(DAY)), self.elapsed(a.grain));
+        let mut lfl = lt(d.day_diff(period.clone(), col(DAY)), self.elapsed(a.grain));
+        if let Some(read) = self.like_for_like_read(a.grain, period.clone()) {
+            lfl = and(read, lfl);
+        }
         let mut projection = vec![item(period.clone(), "period_start")];
         if members {
             projection.extend(member_items(&a.by));
@@ -604,7 +644,12 @@ impl Renderer<'_> {
     /// ending at the period's end (or after its first day); for `average`
     /// the value of every day is computed over a daily spine and averaged
     /// per period.
-    fn rolling_aggregate(&self, a: &AggNode, acc: Accumulation, daily: PeriodAgg) -> NamedQuery {
+    fn rolling_aggregate(
+        &self,
+        a: &AggNode,
+        acc: Accumulation,
+        daily: PeriodAgg,
+    ) -> Vec<NamedQuery> {
         let d = self.dialect;
         let period_agg = format!(
             "agg_{}_{}",
@@ -626,7 +671,7 @@ impl Renderer<'_> {
             a.grain
         };
         let last = d.period_start(step_grain, self.as_of());
-        let spine = d.date_spine(step_grain, first, last, "__kpic_ps");
+        let spine = d.date_spine(step_grain, first.clone(), last, "__kpic_ps");
         let ps = qcol("sp", "__kpic_ps");
         let as_of_next = d.add_days(self.as_of(), int(1));
         let (end, lfl_end) = match daily {
@@ -653,6 +698,12 @@ impl Renderer<'_> {
             }
         };
         let members = !a.by.is_empty();
+        // A like-for-like range differs from the period's own only where
+        // it can be read; elsewhere it is the same range.
+        let lfl_end = match (daily, self.like_for_like_read(a.grain, col("__kpic_ps"))) {
+            (PeriodAgg::Last, Some(read)) => case(vec![(read, lfl_end)], Some(end.clone())),
+            _ => lfl_end,
+        };
         let mut ends_items = vec![
             item(col("__kpic_ps"), "__kpic_ps"),
             item(end, "__kpic_end"),
@@ -711,66 +762,86 @@ impl Renderer<'_> {
         } else {
             scan_rows("s")
         };
-        let mut projection = vec![item(ps.clone(), "period_start")];
-        let mut group_keys = vec![ps.clone()];
-        if members {
-            projection.push(item(qcol("sp", MEMBER_DIM), MEMBER_DIM));
-            projection.push(item(qcol("sp", MEMBER), MEMBER));
-            group_keys.extend([qcol("sp", MEMBER_DIM), qcol("sp", MEMBER)]);
-        }
-        for c in &a.columns {
-            for (suffix, end) in [
-                ("", qcol("sp", "__kpic_end")),
-                ("__lfl", qcol("sp", "__kpic_lfl_end")),
-            ] {
-                // Averages take their like-for-like variant from the days.
-                if suffix == "__lfl" && (!c.like_for_like || averaged) {
-                    continue;
-                }
-                let mut value = if by_day {
-                    let mut total = function("sum", vec![qcol("s", &c.name)]);
-                    total.filter = Some(Box::new(range(end)));
-                    Expr::Function(total)
-                } else {
-                    let cond = match &c.filter {
-                        Some(f) => and(f.clone(), range(end)),
-                        None => range(end),
-                    };
-                    cast(with_filter(&c.measure, Some(&cond)), d.double_type())
-                };
-                if averaged && let Some(fill) = c.fill {
-                    // A day whose range is empty counts as `fill`, not as absent.
-                    value = func("coalesce", vec![value, num(fill)]);
-                }
-                projection.push(item(value, &format!("{}{suffix}", c.name)));
-            }
-        }
-        let mut on = lt(col(DAY), qcol("sp", "__kpic_end"));
-        if let Some(lo) = lower(qcol("sp", "__kpic_lfl_end")) {
-            on = and(gt_eq(col(DAY), lo), on);
-        }
-        if members {
-            on = and(
-                on,
-                and(
-                    eq(qcol("s", MEMBER_DIM), qcol("sp", MEMBER_DIM)),
-                    d.null_safe_eq(qcol("s", MEMBER), qcol("sp", MEMBER)),
-                ),
-            );
-        }
-        // Averages need every day, also those whose range has no rows.
-        let join = if averaged {
-            left_join(rows, on)
+        // Distinct counts over trailing ranges count each value through its
+        // last occurrence instead of joining every row to every range.
+        let trailing = if by_day {
+            None
         } else {
-            inner_join(rows, on)
+            trailing::distinct_columns(a, acc)
         };
-        let mut sel = select(projection, vec![from(derived(ends, "sp"), vec![join])]);
-        sel.group_by = sqlparser::ast::GroupByExpr::Expressions(group_keys, vec![]);
-        let mut query = select_query(sel);
+        let (mut steps, mut query) = if let Some(columns) = trailing {
+            let ends = trailing::Ends {
+                query: ends,
+                first,
+                member_agg: members.then(|| member_agg.clone()),
+                like_for_like: !averaged,
+            };
+            self.trailing_distinct_counts(a, acc, &columns, ends)
+        } else {
+            let mut projection = vec![item(ps.clone(), "period_start")];
+            let mut group_keys = vec![ps.clone()];
+            if members {
+                projection.push(item(qcol("sp", MEMBER_DIM), MEMBER_DIM));
+                projection.push(item(qcol("sp", MEMBER), MEMBER));
+                group_keys.extend([qcol("sp", MEMBER_DIM), qcol("sp", MEMBER)]);
+            }
+            for c in &a.columns {
+                for (suffix, end) in [
+                    ("", qcol("sp", "__kpic_end")),
+                    ("__lfl", qcol("sp", "__kpic_lfl_end")),
+                ] {
+                    // Averages take their like-for-like variant from the days.
+                    if suffix == "__lfl" && (!c.like_for_like || averaged) {
+                        continue;
+                    }
+                    let mut value = if by_day {
+                        let mut total = function("sum", vec![qcol("s", &c.name)]);
+                        total.filter = Some(Box::new(range(end)));
+                        Expr::Function(total)
+                    } else {
+                        let cond = match &c.filter {
+                            Some(f) => and(f.clone(), range(end)),
+                            None => range(end),
+                        };
+                        cast(with_filter(&c.measure, Some(&cond)), d.double_type())
+                    };
+                    if averaged && let Some(fill) = c.fill {
+                        // A day whose range is empty counts as `fill`, not as absent.
+                        value = func("coalesce", vec![value, num(fill)]);
+                    }
+                    projection.push(item(value, &format!("{}{suffix}", c.name)));
+                }
+            }
+            let mut on = lt(col(DAY), qcol("sp", "__kpic_end"));
+            if let Some(lo) = lower(qcol("sp", "__kpic_lfl_end")) {
+                on = and(gt_eq(col(DAY), lo), on);
+            }
+            if members {
+                on = and(
+                    on,
+                    and(
+                        eq(qcol("s", MEMBER_DIM), qcol("sp", MEMBER_DIM)),
+                        d.null_safe_eq(qcol("s", MEMBER), qcol("sp", MEMBER)),
+                    ),
+                );
+            }
+            // Averages need every day, also those whose range has no rows.
+            let join = if averaged {
+                left_join(rows, on)
+            } else {
+                inner_join(rows, on)
+            };
+            let mut sel = select(projection, vec![from(derived(ends, "sp"), vec![join])]);
+            sel.group_by = sqlparser::ast::GroupByExpr::Expressions(group_keys, vec![]);
+            (vec![], select_query(sel))
+        };
         if averaged {
             let day = col("period_start");
             let period = d.period_start(a.grain, day.clone());
-            let so_far = lt(d.day_diff(period.clone(), day), self.elapsed(a.grain));
+            let mut so_far = lt(d.day_diff(period.clone(), day), self.elapsed(a.grain));
+            if let Some(read) = self.like_for_like_read(a.grain, period.clone()) {
+                so_far = and(read, so_far);
+            }
             let mut projection = vec![item(period.clone(), "period_start")];
             let mut keys = vec![period];
             if members {
@@ -790,16 +861,18 @@ impl Renderer<'_> {
             outer.group_by = sqlparser::ast::GroupByExpr::Expressions(keys, vec![]);
             query = select_query(outer);
         }
-        NamedQuery {
+        let mut deps = vec![rel(&a.scan), source_agg];
+        if members {
+            deps.push(rel(&member_agg));
+        }
+        deps.extend(steps.iter().map(|s| s.name.clone()));
+        steps.push(NamedQuery {
             name: rel(&a.name),
             query,
-            deps: self.deps(if members {
-                vec![rel(&a.scan), source_agg, rel(&member_agg)]
-            } else {
-                vec![rel(&a.scan), source_agg]
-            }),
+            deps: self.deps(deps),
             shared: true,
-        }
+        });
+        steps
     }
 
     fn formula<'k>(&self, k: &'k KpiNode, metric: &str) -> Option<&'k Formula> {
