@@ -367,6 +367,47 @@ fn whole_or_like_for_like(whole: Expr, like_for_like: Expr) -> Expr {
     case(vec![(col("is_complete"), whole)], Some(like_for_like))
 }
 
+/// [`with_filter`] for a like-for-like twin: an aggregate over DISTINCT
+/// values takes `cond` into its argument (`count(DISTINCT CASE WHEN cond
+/// THEN x END)`, the same value, NULLs being ignored) instead of a FILTER:
+/// DuckDB hashes every (group, value) pair of a filtered DISTINCT aggregate
+/// before filtering, so a twin that reads two periods would cost as much
+/// as the whole column; as a CASE the other rows hash to one NULL per group.
+fn with_filter_in_distinct(measure: &Expr, cond: &Expr) -> Expr {
+    use sqlparser::ast::{DuplicateTreatment, FunctionArg, FunctionArgExpr, FunctionArguments};
+    let mut m = measure.clone();
+    let _ = sqlparser::ast::visit_expressions_mut(&mut m, |e| {
+        if let Expr::Function(f) = e
+            && crate::semantic::aggregates::is_aggregate_name(
+                &crate::semantic::aggregates::function_name(f),
+            )
+        {
+            let folded = match &mut f.args {
+                FunctionArguments::List(l)
+                    if l.duplicate_treatment == Some(DuplicateTreatment::Distinct) =>
+                {
+                    match l.args.as_mut_slice() {
+                        [FunctionArg::Unnamed(FunctionArgExpr::Expr(x))] => {
+                            *x = case(vec![(cond.clone(), x.clone())], None);
+                            true
+                        }
+                        _ => false,
+                    }
+                }
+                _ => false,
+            };
+            if !folded {
+                f.filter = Some(Box::new(match f.filter.take() {
+                    Some(existing) => and(*existing, cond.clone()),
+                    None => cond.clone(),
+                }));
+            }
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    m
+}
+
 /// Adds `cond` to the FILTER clause of every aggregate in `measure`.
 fn with_filter(measure: &Expr, cond: Option<&Expr>) -> Expr {
     let mut m = measure.clone();
@@ -559,7 +600,7 @@ impl Renderer<'_> {
                     None => lfl.clone(),
                 };
                 projection.push(item(
-                    cast(with_filter(&c.measure, Some(&cond)), d.double_type()),
+                    cast(with_filter_in_distinct(&c.measure, &cond), d.double_type()),
                     &format!("{}__lfl", c.name),
                 ));
             }
