@@ -5,7 +5,7 @@
 //! In: a rolling [`AggNode`] whose columns are all `count(DISTINCT x)`, and
 //! its spine of range ends (`__kpic_ps`, `__kpic_end`, `__kpic_lfl_end`,
 //! per member when the node has breakdown dimensions). Out: two named
-//! steps, `<agg>__occ` and `<agg>__cum`, and the query giving each spine
+//! steps, `<agg>__events` and `<agg>__cum`, and the query giving each spine
 //! row its counts, with the same columns the general rolling aggregate
 //! gives.
 //!
@@ -15,11 +15,12 @@
 //! value is counted once per range through its last occurrence before the
 //! range's end:
 //!
-//! 1. `__occ`: the distinct (x, day) pairs that pass the filters, each with
+//! 1. Occurrences: the distinct (x, day) pairs that pass the filters, each with
 //!    `upper` = the earlier of `day + N` and x's next occurrence (no bound
 //!    for `window: all`). x belongs to the range ending (exclusively) at E
 //!    through occurrence `day` exactly when `day < E ≤ upper`: the day is in
-//!    the range `[E − N, E)`, and no later occurrence is.
+//!    the range `[E − N, E)`, and no later occurrence is. `__events` keeps
+//!    only, per day, the occurrences starting (+1) and ending (−1) there.
 //! 2. `__cum`: over a daily spine, the running count of occurrences with
 //!    `day ≤ t` minus those with `upper ≤ t`, i.e. the distinct values of
 //!    the range ending at `t + 1`.
@@ -36,12 +37,13 @@ use crate::plan::AggNode;
 use crate::sql::NamedQuery;
 use crate::sql::build::*;
 
-/// Columns of the `__occ` and `__cum` steps.
+/// Columns of the occurrences, `__events` and `__cum` steps.
 const COLUMN: &str = "__kpic_i";
 const UPPER: &str = "__kpic_upper";
 const VALUE: &str = "__kpic_x";
 const NEXT: &str = "__kpic_next";
 const T: &str = "__kpic_t";
+const SIGN: &str = "__kpic_sign";
 
 /// What the trailing form needs of one column: `x` and its row filter.
 pub(super) struct DistinctColumn {
@@ -189,37 +191,46 @@ impl Renderer<'_> {
                 )));
             }
         }
-        let occ_name = rel(&format!("{}__occ", a.name));
-        let occ = NamedQuery {
-            name: occ_name.clone(),
-            query: union(occ_parts, false).expect("a distinct count has a column"),
-            deps: self.deps(vec![rel(&a.scan)]),
-            shared: true,
-        };
-
-        // 2. Running counts per day: +1 from an occurrence's day, −1 from
-        //    its upper bound on.
-        let count_of = |i: usize, sign: i64| {
+        // 2. Per day, the occurrences whose day it is (+1) minus those whose
+        //    upper bound it is (−1): each occurrence row is read once and
+        //    doubled by a two-row sign table, so the (large) occurrence rows
+        //    are never stored, only these small per-day sums.
+        let occurrences = union(occ_parts, false).expect("a distinct count has a column");
+        let signs = union(
+            [1, -1]
+                .into_iter()
+                .map(|s| select_query(select(vec![item(int(s), SIGN)], vec![])))
+                .collect(),
+            false,
+        )
+        .expect("two signs");
+        let plus = eq(qcol("g", SIGN), int(1));
+        let mut event_items = vec![item(
+            case(vec![(plus, qcol("o", DAY))], Some(qcol("o", UPPER))),
+            T,
+        )];
+        if members {
+            event_items.extend([
+                item(qcol("o", MEMBER_DIM), MEMBER_DIM),
+                item(qcol("o", MEMBER), MEMBER),
+            ]);
+        }
+        event_items.extend((0..columns.len()).map(|i| {
             item(
                 case(
-                    vec![(eq(col(COLUMN), int(i as i64)), int(sign))],
+                    vec![(eq(qcol("o", COLUMN), int(i as i64)), qcol("g", SIGN))],
                     Some(int(0)),
                 ),
                 &format!("c{i}"),
             )
-        };
-        let events = |day: &str, sign: i64| {
-            let mut items = vec![item(col(day), T)];
-            if members {
-                items.extend([item(col(MEMBER_DIM), MEMBER_DIM), item(col(MEMBER), MEMBER)]);
-            }
-            items.extend((0..columns.len()).map(|i| count_of(i, sign)));
-            let mut s = select(items, vec![from(table(object(&occ_name), None), vec![])]);
-            if day == UPPER {
-                s.selection = Some(Expr::IsNotNull(Box::new(col(UPPER))));
-            }
-            select_query(s)
-        };
+        }));
+        let event_rows = select_query(select(
+            event_items,
+            vec![from(
+                derived(occurrences, "o"),
+                vec![inner_join(derived(signs, "g"), eq(int(1), int(1)))],
+            )],
+        ));
         let mut per_day_items = vec![item(col(T), T)];
         let mut per_day_keys = vec![col(T)];
         if members {
@@ -230,17 +241,16 @@ impl Renderer<'_> {
             (0..columns.len())
                 .map(|i| item(func("sum", vec![col(&format!("c{i}"))]), &format!("c{i}"))),
         );
-        let mut per_day = select(
-            per_day_items,
-            vec![from(
-                derived(
-                    union(vec![events(DAY, 1), events(UPPER, -1)], false).expect("two parts"),
-                    "e",
-                ),
-                vec![],
-            )],
-        );
+        let mut per_day = select(per_day_items, vec![from(derived(event_rows, "e"), vec![])]);
+        per_day.selection = Some(Expr::IsNotNull(Box::new(col(T))));
         per_day.group_by = sqlparser::ast::GroupByExpr::Expressions(per_day_keys, vec![]);
+        let events_name = rel(&format!("{}__events", a.name));
+        let events = NamedQuery {
+            name: events_name.clone(),
+            query: select_query(per_day),
+            deps: self.deps(vec![rel(&a.scan)]),
+            shared: true,
+        };
 
         let days = d.date_spine(Grain::Day, ends.first.clone(), self.as_of(), T);
         let mut spine_joins = vec![];
@@ -254,7 +264,7 @@ impl Renderer<'_> {
         if members {
             on = and(on, same_member("e", "m"));
         }
-        spine_joins.push(left_join(derived(select_query(per_day), "e"), on));
+        spine_joins.push(left_join(table(object(&events_name), Some("e")), on));
         let mut cum_items = vec![item(qcol("t", T), T)];
         cum_items.extend(member_items("m"));
         for i in 0..columns.len() {
@@ -268,7 +278,7 @@ impl Renderer<'_> {
             ));
         }
         let cum_name = rel(&format!("{}__cum", a.name));
-        let mut cum_deps = vec![occ_name.clone()];
+        let mut cum_deps = vec![events_name.clone()];
         cum_deps.extend(ends.member_agg.iter().map(|m| rel(m)));
         let cum = NamedQuery {
             name: cum_name.clone(),
@@ -308,6 +318,6 @@ impl Renderer<'_> {
             }
         }
         let query = select_query(select(items, vec![from(derived(ends.query, "sp"), joins)]));
-        (vec![occ, cum], query)
+        (vec![events, cum], query)
     }
 }
