@@ -11,7 +11,9 @@
 //! 2. differential: every number of `kpi_results` and `kpi_breakdowns`
 //!    against the same metric written so that kpic takes its general path
 //!    (`count(distinct c) + count(*) - count(*)`: the same value, but not a
-//!    bare distinct count), for `period_agg` last, first and average.
+//!    bare distinct count), for `period_agg` last, first and average, and
+//!    for a count sharing the 7-day distinct count's aggregate (which kpic
+//!    splits into a trailing part and a daily-totals part).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -66,6 +68,17 @@ fn models() -> String {
             "a" => "count(distinct customer)",
             _ => "count(distinct customer) + count(*) - count(*)",
         };
+        // A count over the same window shares the distinct count's
+        // aggregate: kpic splits such a node in two.
+        metrics.push_str(&format!(
+            "  - {{name: {kind}_w7n, source: ev_{kind}, measure: count(*), window: 7 days}}\n"
+        ));
+        for grain in ["week", "month"] {
+            kpis.push_str(&format!(
+                "  - {{name: {kind}_w7n_{grain}, metric: {kind}_w7n, grain: {grain}, \
+                 breakdowns: [channel]}}\n"
+            ));
+        }
         for (name, window) in windows {
             metrics.push_str(&format!(
                 "  - {{name: {kind}_{name}, source: ev_{kind}, measure: \"{measure}\", \

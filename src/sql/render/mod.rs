@@ -691,6 +691,9 @@ impl Renderer<'_> {
         acc: Accumulation,
         daily: PeriodAgg,
     ) -> Vec<NamedQuery> {
+        if let Some(steps) = self.split_trailing_distinct(a, acc, daily) {
+            return steps;
+        }
         let d = self.dialect;
         let period_agg = format!(
             "agg_{}_{}",
@@ -914,6 +917,72 @@ impl Renderer<'_> {
             shared: true,
         });
         steps
+    }
+
+    /// A rolling node mixing distinct counts with other measures: the
+    /// distinct counts as a node of their own (the trailing form, see
+    /// `trailing.rs`), the others as another (daily totals when additive),
+    /// joined on the period (and member). Together they would all take the
+    /// general form, joining every row to every range. `None` when the node
+    /// is not mixed (or averages daily values).
+    fn split_trailing_distinct(
+        &self,
+        a: &AggNode,
+        acc: Accumulation,
+        daily: PeriodAgg,
+    ) -> Option<Vec<NamedQuery>> {
+        if daily == PeriodAgg::Average || trailing::distinct_columns(a, acc).is_some() {
+            return None;
+        }
+        let (distinct, other): (Vec<_>, Vec<_>) = a.columns.iter().cloned().partition(|c| {
+            crate::semantic::aggregates::distinct_count_argument(&c.measure).is_some()
+        });
+        if distinct.is_empty() || other.is_empty() {
+            return None;
+        }
+        let part = |suffix: &str, columns| AggNode {
+            name: format!("{}__{suffix}", a.name),
+            columns,
+            ..a.clone()
+        };
+        let (t, g) = (part("t", distinct), part("g", other));
+        trailing::distinct_columns(&t, acc)?;
+        let mut steps = self.rolling_aggregate(&t, acc, daily);
+        steps.extend(self.rolling_aggregate(&g, acc, daily));
+        // The trailing part has a row for every period (and member); the
+        // other may lack the periods whose range holds no rows.
+        let mut items = vec![wildcard_of("t")];
+        for c in &g.columns {
+            items.push(item(qcol("g", &c.name), &c.name));
+            if c.like_for_like {
+                let lfl = format!("{}__lfl", c.name);
+                items.push(item(qcol("g", &lfl), &lfl));
+            }
+        }
+        let mut on = eq(qcol("g", "period_start"), qcol("t", "period_start"));
+        if !a.by.is_empty() {
+            on = and(
+                on,
+                and(
+                    eq(qcol("g", MEMBER_DIM), qcol("t", MEMBER_DIM)),
+                    self.dialect
+                        .null_safe_eq(qcol("g", MEMBER), qcol("t", MEMBER)),
+                ),
+            );
+        }
+        steps.push(NamedQuery {
+            name: rel(&a.name),
+            query: select_query(select(
+                items,
+                vec![from(
+                    table(object(&rel(&t.name)), Some("t")),
+                    vec![left_join(table(object(&rel(&g.name)), Some("g")), on)],
+                )],
+            )),
+            deps: vec![rel(&t.name), rel(&g.name)],
+            shared: true,
+        });
+        Some(steps)
     }
 
     fn formula<'k>(&self, k: &'k KpiNode, metric: &str) -> Option<&'k Formula> {
