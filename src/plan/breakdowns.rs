@@ -137,11 +137,9 @@ impl Builder<'_> {
         let src = self.model.project.source(&source)?;
         let mut dims = Vec::new();
         for b in &k.breakdowns {
-            let parsed =
-                crate::model::sql_field::parse_expr(&b.value, b.span, &self.model.sources).ok()?;
             dims.push(MemberDim {
                 key: b.value.clone(),
-                expr: self.resolve(src, &parsed)?,
+                expr: self.resolve(src, &dimension_ref(b))?,
             });
         }
         if base.kind != super::AggKind::Period {
@@ -161,6 +159,24 @@ impl Builder<'_> {
             }
         }
         Some(name)
+    }
+}
+
+/// A breakdown (`plan` or `customers.plan`, names checked by semantic) as
+/// a reference to the dimension, built from the names rather than parsed
+/// as SQL: a dimension named `null`, `true` or `current_date` is a valid
+/// kpic name but SQL would read a value. (Found by the property tests,
+/// `tests/it/properties.rs`.)
+fn dimension_ref(b: &crate::model::Name) -> crate::model::SqlExpr {
+    let part = |s: &str| sqlparser::ast::Ident::with_quote('"', s);
+    let expr = match b.value.split_once('.') {
+        Some((source, dim)) => Expr::CompoundIdentifier(vec![part(source), part(dim)]),
+        None => Expr::Identifier(part(&b.value)),
+    };
+    crate::model::SqlExpr {
+        expr,
+        text: b.value.clone(),
+        span: b.span,
     }
 }
 

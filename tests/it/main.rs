@@ -8,6 +8,8 @@ mod docs;
 mod engines;
 mod execute;
 mod explain;
+mod fuzz_regressions;
 mod hostile;
+mod properties;
 mod robustness;
 mod trailing;

@@ -86,6 +86,7 @@ impl VisitorMut for Pass<'_> {
     fn post_visit_ident(&mut self, ident: &mut Ident) -> ControlFlow<()> {
         if ident.quote_style.is_some() {
             self.dialect.identifier(ident);
+            print_quotes_doubled(ident);
         }
         ControlFlow::Continue(())
     }
@@ -95,6 +96,24 @@ impl VisitorMut for Pass<'_> {
     fn post_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
         split_sort_orders(query, self.dialect);
         ControlFlow::Continue(())
+    }
+}
+
+/// sqlparser's printer doubles the quote character inside a quoted
+/// identifier, except where it is doubled already or follows a backslash
+/// (it takes those for escapes someone already wrote), so a column named
+/// `a""b` or `a\"b` would be printed as another name (`"a""b"` reads as
+/// `a"b`). Such an identifier is written out here, every quote doubled, as
+/// the text of an unquoted one, which the printer copies as it is.
+/// (Found by the property tests, `tests/it/properties.rs`.)
+fn print_quotes_doubled(ident: &mut Ident) {
+    let Some(q) = ident.quote_style.filter(|q| matches!(q, '"' | '`' | '\'')) else {
+        return;
+    };
+    let doubled = format!("{q}{q}");
+    if ident.value.contains(&doubled) || ident.value.contains(&format!("\\{q}")) {
+        ident.value = format!("{q}{}{q}", ident.value.replace(q, &doubled));
+        ident.quote_style = None;
     }
 }
 
