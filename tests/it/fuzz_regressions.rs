@@ -170,12 +170,12 @@ fn dimensions_named_like_sql_values() {
 }
 
 /// A source column named `period_start` read by a breakdown dimension:
-/// the breakdown aggregate selects `s.*, <period> AS period_start` from
+/// the breakdown aggregate selected `s.*, <period> AS period_start` from
 /// the scan (`sql/render/diagnose.rs`, `rows_with_members`), so the
-/// engine reads the source's column where kpic means the period
-/// (DuckDB: `date_diff('day', VARCHAR, DATE)` does not bind).
+/// engine read the source's column where kpic meant the period
+/// (DuckDB: `date_diff('day', VARCHAR, DATE)` did not bind). The row's
+/// period is now `__kpic_period`.
 #[test]
-#[ignore = "known bug in sql/render/diagnose.rs: a source column named period_start"]
 fn column_named_period_start_with_breakdowns() {
     let mut c = plain();
     c.cat_col = "period_start".into();

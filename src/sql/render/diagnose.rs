@@ -14,8 +14,8 @@
 use sqlparser::ast::{Expr, GroupByExpr, Query, SelectItem};
 
 use super::{
-    MEMBER, MEMBER_DIM, PRESENCE, PREVIOUS_DENOMINATOR, RATIO_DEN, RATIO_NUM, Renderer, rel, step,
-    whole_or_like_for_like,
+    MEMBER, MEMBER_DIM, PRESENCE, PREVIOUS_DENOMINATOR, RATIO_DEN, RATIO_NUM, ROW_PERIOD, Renderer,
+    rel, step, whole_or_like_for_like,
 };
 use crate::plan::{AggNode, BreakdownPlan, BreakdownShape, Identity, KpiNode};
 use crate::sql::NamedQuery;
@@ -108,7 +108,7 @@ impl Renderer<'_> {
     ) -> sqlparser::ast::TableFactor {
         let mut items = vec![wildcard_of("s")];
         if let Some(p) = period {
-            items.push(item(p, "period_start"));
+            items.push(item(p, ROW_PERIOD));
         }
         for (i, d) in a.by.iter().enumerate() {
             items.push(item(

@@ -36,6 +36,9 @@ use crate::semantic::SemanticModel;
 use diagnose::{grouping_sets, member_items, member_list};
 
 const DAY: &str = "__kpic_day";
+/// A scan row's period, next to the scan's own columns (which may include
+/// one named `period_start`) in the rows of member aggregates.
+const ROW_PERIOD: &str = "__kpic_period";
 /// Columns of member rows: the breakdown dimension (as the KPI writes it)
 /// and the member (text, NULL for a NULL member).
 const MEMBER_DIM: &str = "__kpic_dim";
@@ -577,7 +580,7 @@ impl Renderer<'_> {
             return self.period_aggregate_by_day(a);
         }
         let period = if members {
-            col("period_start")
+            col(ROW_PERIOD)
         } else {
             d.period_start(a.grain, col(DAY))
         };
