@@ -200,7 +200,13 @@ pub fn cast(e: Expr, data_type: DataType) -> Expr {
     }
 }
 
+/// `CASE WHEN … END`. Without any WHEN (e.g. a `target: {values: {}}`
+/// whose periods all fall away) SQL has no such CASE: the value is the
+/// ELSE branch, or NULL. (Found by the compile fuzz target.)
 pub fn case(whens: Vec<(Expr, Expr)>, otherwise: Option<Expr>) -> Expr {
+    if whens.is_empty() {
+        return otherwise.unwrap_or_else(null);
+    }
     Expr::Case {
         case_token: AttachedToken::empty(),
         end_token: AttachedToken::empty(),
