@@ -61,6 +61,10 @@ const CAUSE: [(&str, &str); 2] = [("a", "a3"), ("c", "c7")];
 /// thread count, so both sides use DuckDB's default (all cores).
 const MEMORY_LIMIT: &str = "2GB";
 
+#[path = "bench_common/mod.rs"]
+mod bench_common;
+use bench_common::*;
+
 type Error = Box<dyn std::error::Error>;
 
 struct Args {
@@ -84,16 +88,6 @@ const USAGE: &str =
   --sql FILE   afterwards, time (median of R) each `;`-terminated statement of FILE,
                run in order on one connection configured like kpic's; `{file}` in
                the SQL stands for the quoted path of the data file";
-
-fn parse_count(text: &str) -> Option<u64> {
-    let t = text.replace('_', "");
-    let (digits, scale) = match t.chars().last()? {
-        'k' | 'K' => (&t[..t.len() - 1], 1_000),
-        'm' | 'M' => (&t[..t.len() - 1], 1_000_000),
-        _ => (t.as_str(), 1),
-    };
-    digits.parse::<u64>().ok()?.checked_mul(scale)
-}
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
@@ -142,68 +136,6 @@ fn parse_args() -> Result<Args, String> {
         }
     }
     Ok(args)
-}
-
-/// The cargo target dir this example was built into (`<target>/release/
-/// examples/explain_speed`), else `$CARGO_TARGET_DIR`, else the project's
-/// fixed one.
-fn target_dir() -> PathBuf {
-    if let Ok(exe) = std::env::current_exe()
-        && let Some(examples) = exe.parent()
-        && examples.file_name().is_some_and(|n| n == "examples")
-        && let Some(target) = examples.parent().and_then(Path::parent)
-    {
-        return target.to_path_buf();
-    }
-    if let Some(t) = std::env::var_os("CARGO_TARGET_DIR") {
-        return PathBuf::from(t);
-    }
-    home_cache_target()
-}
-
-fn home_cache_target() -> PathBuf {
-    let home = std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into());
-    PathBuf::from(home).join(".cache/kpic-target")
-}
-
-fn find_kpic(explicit: Option<&Path>) -> Result<PathBuf, Error> {
-    if let Some(p) = explicit {
-        return if p.is_file() {
-            Ok(p.to_path_buf())
-        } else {
-            Err(format!("--kpic {}: no such file", p.display()).into())
-        };
-    }
-    let mut candidates = Vec::new();
-    // Next to this example: <target>/release/examples/explain_speed.
-    if let Ok(exe) = std::env::current_exe()
-        && let Some(profile) = exe.parent().and_then(Path::parent)
-    {
-        candidates.push(profile.join("kpic"));
-    }
-    if let Some(t) = std::env::var_os("CARGO_TARGET_DIR") {
-        candidates.push(PathBuf::from(t).join("release/kpic"));
-    }
-    candidates.push(home_cache_target().join("release/kpic"));
-    candidates
-        .iter()
-        .find(|p| p.is_file())
-        .cloned()
-        .ok_or_else(|| {
-            format!(
-                "no kpic binary among {}; run `cargo build --release` or pass --kpic PATH",
-                candidates
-                    .iter()
-                    .map(|p| p.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-            .into()
-        })
-}
-
-fn sql_string(path: &Path) -> String {
-    format!("'{}'", path.to_string_lossy().replace('\'', "''"))
 }
 
 /// A fresh in-memory connection, configured like kpic's (see MEMORY_LIMIT).
@@ -601,24 +533,6 @@ fn phases(file: &Path, repeat: usize) -> Result<(), Error> {
         sum(&[8, 2, 9])
     );
     Ok(())
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    let n = s.len();
-    if n % 2 == 1 {
-        s[n / 2]
-    } else {
-        (s[n / 2 - 1] + s[n / 2]) / 2.0
-    }
-}
-
-fn fmt_times(v: &[f64]) -> String {
-    v.iter()
-        .map(|s| format!("{s:.3}"))
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 /// The same explain through the library, in this process: the engine

@@ -92,6 +92,10 @@ fn settings() -> &'static (String, PathBuf) {
 const TOLERANCE: f64 = 1e-9;
 const AS_OF: &str = "2026-06-30";
 
+#[path = "bench_common/mod.rs"]
+mod bench_common;
+use bench_common::*;
+
 type Error = Box<dyn std::error::Error>;
 
 struct Args {
@@ -120,26 +124,6 @@ const USAGE: &str = "usage: metricflow_exec [--sizes 1M,10M] [--repeat R] [--dir
   --profile       afterwards, where kpic's and MetricFlow's time goes (DuckDB's profiler)
   --keep-going    time even when the check finds differences (they are printed)
   --memory-limit  DuckDB's memory limit of every side (default 2GB, kpic run's default)";
-
-fn parse_count(text: &str) -> Option<u64> {
-    let t = text.trim().replace('_', "");
-    let (digits, scale) = match t.chars().last()? {
-        'k' | 'K' => (&t[..t.len() - 1], 1_000),
-        'm' | 'M' => (&t[..t.len() - 1], 1_000_000),
-        _ => (t.as_str(), 1),
-    };
-    digits.parse::<u64>().ok()?.checked_mul(scale)
-}
-
-fn size_label(n: u64) -> String {
-    if n.is_multiple_of(1_000_000) {
-        format!("{}M", n / 1_000_000)
-    } else if n.is_multiple_of(1_000) {
-        format!("{}K", n / 1_000)
-    } else {
-        n.to_string()
-    }
-}
 
 fn parse_args(argv: Vec<String>) -> Result<Args, String> {
     let mut args = Args {
@@ -197,49 +181,6 @@ fn parse_args(argv: Vec<String>) -> Result<Args, String> {
         }
     }
     Ok(args)
-}
-
-/// The cargo target dir this example was built into, else
-/// `$CARGO_TARGET_DIR`, else the project's fixed one.
-fn target_dir() -> PathBuf {
-    if let Ok(exe) = std::env::current_exe()
-        && let Some(examples) = exe.parent()
-        && examples.file_name().is_some_and(|n| n == "examples")
-        && let Some(target) = examples.parent().and_then(Path::parent)
-    {
-        return target.to_path_buf();
-    }
-    if let Some(t) = std::env::var_os("CARGO_TARGET_DIR") {
-        return PathBuf::from(t);
-    }
-    let home = std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into());
-    PathBuf::from(home).join(".cache/kpic-target")
-}
-
-fn find_kpic(explicit: Option<&Path>) -> Result<PathBuf, Error> {
-    if let Some(p) = explicit {
-        return if p.is_file() {
-            Ok(std::path::absolute(p)?)
-        } else {
-            Err(format!("--kpic {}: no such file", p.display()).into())
-        };
-    }
-    let mut candidates = Vec::new();
-    if let Ok(exe) = std::env::current_exe()
-        && let Some(profile) = exe.parent().and_then(Path::parent)
-    {
-        candidates.push(profile.join("kpic"));
-    }
-    candidates.push(target_dir().join("release/kpic"));
-    candidates
-        .iter()
-        .find(|p| p.is_file())
-        .cloned()
-        .ok_or_else(|| "no kpic binary; run `cargo build --release` or pass --kpic PATH".into())
-}
-
-fn sql_string(path: &Path) -> String {
-    format!("'{}'", path.to_string_lossy().replace('\'', "''"))
 }
 
 /// A fresh in-memory connection, configured like kpic's (it spills, when
@@ -790,20 +731,6 @@ fn report(a: &Agreement, what: &str, verbose: bool) -> bool {
     a.diffs.is_empty()
 }
 
-fn median(v: &[f64]) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    let n = s.len();
-    if n == 0 {
-        return f64::NAN;
-    }
-    if n % 2 == 1 {
-        s[n / 2]
-    } else {
-        (s[n / 2 - 1] + s[n / 2]) / 2.0
-    }
-}
-
 #[derive(Default, Clone)]
 struct Times {
     mf_month: Vec<f64>,
@@ -1117,54 +1044,6 @@ fn statement_label(sql: &str) -> String {
     s.chars().take(60).collect()
 }
 
-/// Top operators of a DuckDB JSON profile.
-fn top_operators(profile: &Path, n: usize) -> Vec<String> {
-    let Ok(text) = std::fs::read_to_string(profile) else {
-        return Vec::new();
-    };
-    let Ok(json) = serde_json::from_str::<serde_json::Value>(&text) else {
-        return Vec::new();
-    };
-    fn walk(node: &serde_json::Value, ops: &mut Vec<(f64, String)>) {
-        let timing = node["timing"].as_f64().unwrap_or(0.0);
-        let name = node["name"]
-            .as_str()
-            .or(node["type"].as_str())
-            .unwrap_or("?");
-        if timing > 0.0 {
-            let rows = node["intermediate_rows"].as_u64().unwrap_or(0);
-            let mut info = node["extra_info"].to_string();
-            if info.len() > 160 {
-                let cut = (0..=160)
-                    .rev()
-                    .find(|i| info.is_char_boundary(*i))
-                    .unwrap_or(0);
-                info.truncate(cut);
-                info.push('…');
-            }
-            ops.push((timing, format!("{} ({rows} rows out) {info}", name.trim())));
-        }
-        if let Some(children) = node["children"].as_array() {
-            for c in children {
-                walk(c, ops);
-            }
-        }
-    }
-    let mut ops = Vec::new();
-    if let Some(roots) = json["operator"].as_array() {
-        for r in roots {
-            walk(r, &mut ops);
-        }
-    } else {
-        walk(&json, &mut ops);
-    }
-    ops.sort_by(|a, b| b.0.total_cmp(&a.0));
-    ops.into_iter()
-        .take(n)
-        .map(|(t, s)| format!("{t:>8.3} s  {s}"))
-        .collect()
-}
-
 fn profiled(conn: &Connection, sql: &str, file: &Path) -> Result<f64, Error> {
     conn.execute_batch(&format!(
         "PRAGMA enable_profiling = 'json'; PRAGMA profiling_output = {};",
@@ -1242,14 +1121,6 @@ fn profile(
 }
 
 // --- compile in process ---------------------------------------------------
-
-fn kpic_error(d: &kpic::diagnostics::Diagnostics) -> Error {
-    format!("kpic reported errors: {d:?}")
-        .chars()
-        .take(2000)
-        .collect::<String>()
-        .into()
-}
 
 fn compile_inproc(dir: &Path, repeat: usize) -> Result<(), Error> {
     let mut loads = Vec::new();
