@@ -108,14 +108,7 @@ pub fn load_project(root: &Path, sources: &mut SourceMap) -> (RawProject, Diagno
             ));
             continue;
         }
-        let found = walk(
-            &path,
-            &dir.value,
-            &["yml", "yaml"],
-            &bounds,
-            sources,
-            &mut diags,
-        );
+        let found = walk(&path, &dir.value, &["yml", "yaml"], &bounds, &mut diags);
         if found.is_empty() {
             diags.push(with_span(
                 Diagnostic::new(
@@ -157,14 +150,7 @@ pub fn load_project(root: &Path, sources: &mut SourceMap) -> (RawProject, Diagno
         if !path.is_dir() {
             continue;
         }
-        macro_files.extend(walk(
-            &path,
-            &dir.value,
-            &["sql"],
-            &bounds,
-            sources,
-            &mut diags,
-        ));
+        macro_files.extend(walk(&path, &dir.value, &["sql"], &bounds, &mut diags));
     }
     macro_files.sort();
     macro_files.dedup_by(|a, b| a.1 == b.1);
@@ -285,15 +271,14 @@ struct Bounds<'a> {
 /// out; each directory is entered once (by canonical path). A symlinked
 /// directory is followed when it stays inside the project (or the walked
 /// dir); one that points back at a directory containing it (a loop) or
-/// outside the project is reported and not entered. A file with one of
-/// `exts` that is not a regular file, or a link to nothing, is reported
-/// (pointing at `file:1`).
+/// outside the project is reported and not entered. Anything else with
+/// one of `exts` is listed, also when it is not a regular file or a link
+/// to nothing: reading it (`read_file`) reports those at `file:1`.
 fn walk(
     dir: &Path,
     display: &str,
     exts: &[&str],
     bounds: &Bounds<'_>,
-    sources: &mut SourceMap,
     diags: &mut Diagnostics,
 ) -> Vec<(String, PathBuf, String)> {
     let mut out = Vec::new();
@@ -382,7 +367,11 @@ fn walk(
                     }
                     stack.push((child, child_rel, ancestors.clone()));
                 }
-                Ok(meta) if meta.is_file() => {
+                // Regular files, and anything else named like one (FIFOs,
+                // sockets, devices, dangling or looping symlinks): `read_file`
+                // refuses the others without opening them and reports them
+                // at the file (`read_text` checks the metadata first).
+                _ => {
                     if has_ext(&name, exts) {
                         if out.len() >= MAX_FILES {
                             diags.push(Diagnostic::new(
@@ -396,38 +385,6 @@ fn walk(
                             child,
                             child_rel.join("/"),
                         ));
-                    }
-                }
-                // FIFOs, sockets, devices: reading them could block or
-                // never end, so they are refused without being opened.
-                Ok(_) => {
-                    if has_ext(&name, exts) {
-                        let shown = join_display(display, &child_rel);
-                        let id = sources.add(&child, shown.clone(), String::new());
-                        diags.push(
-                            Diagnostic::new(
-                                Code::FileUnreadable,
-                                format!("`{shown}` is not a regular file (a FIFO, socket or device)"),
-                            )
-                            .at(Span::new(id, 0, 0), "not a regular file")
-                            .with_help("definition files are plain text files; remove or rename this entry"),
-                        );
-                    }
-                }
-                Err(e) => {
-                    if has_ext(&name, exts) {
-                        let shown = join_display(display, &child_rel);
-                        let id = sources.add(&child, shown.clone(), String::new());
-                        diags.push(
-                            Diagnostic::new(
-                                Code::FileUnreadable,
-                                format!("cannot read `{shown}`: {e}"),
-                            )
-                            .at(Span::new(id, 0, 0), "cannot be read")
-                            .with_help(
-                                "fix or remove the file (a dangling symlink, or one that loops?)",
-                            ),
-                        );
                     }
                 }
             }
