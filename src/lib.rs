@@ -4,14 +4,18 @@
 // the compile path below builds without it (see fuzz/).
 #[cfg(feature = "engine")]
 pub mod cli;
+pub mod dbt;
 pub mod diagnostics;
 #[cfg(feature = "engine")]
 pub mod exec;
 #[cfg(feature = "engine")]
 pub mod explain;
+pub mod import;
 pub mod load;
 pub mod model;
 pub mod plan;
+#[cfg(feature = "engine")]
+pub mod report;
 pub mod semantic;
 pub mod source;
 pub mod sql;

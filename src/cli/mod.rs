@@ -2,9 +2,13 @@
 //! subcommand, printing and exit codes (0 success, 1 the project has
 //! errors, 2 usage or environment failure). The only module that prints.
 
+mod dbt;
 mod explain;
+mod from_csv;
+mod import;
 mod init;
 mod output;
+mod report;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -60,10 +64,14 @@ pub enum RunFormat {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Scaffold a new project (example models, macros and data).
+    /// Scaffold a new project (example models, macros and data), or with
+    /// `--from-csv` a starter project over local CSV files.
     Init {
         /// Where to create it (default: the current directory).
         dir: Option<PathBuf>,
+        /// Sniff these CSV files and write sources, metrics and KPIs for them.
+        #[arg(long, num_args = 1.., value_name = "FILE")]
+        from_csv: Vec<PathBuf>,
     },
     /// Load, validate and lint the project; exit 1 on errors.
     Check {
@@ -94,6 +102,18 @@ enum Command {
     Run(RunArgs),
     /// Why did a KPI move: drivers and the segments that explain the change.
     Explain(explain::ExplainArgs),
+    /// Write a self-contained HTML KPI report.
+    Report(report::ReportArgs),
+    /// dbt integration: write the KPI tables as dbt models.
+    Dbt {
+        #[command(subcommand)]
+        command: dbt::DbtCommand,
+    },
+    /// Import definitions from another tool.
+    Import {
+        #[command(subcommand)]
+        command: import::ImportCommand,
+    },
 }
 
 /// How a command ended.
@@ -181,7 +201,10 @@ pub fn main() -> ExitCode {
         color_stdout,
     };
     let outcome = match cli.command {
-        Command::Init { dir } => init::init(&ctx, dir.as_deref()),
+        Command::Init { dir, from_csv } if !from_csv.is_empty() => {
+            from_csv::init_from_csv(&ctx, dir.as_deref(), &from_csv)
+        }
+        Command::Init { dir, .. } => init::init(&ctx, dir.as_deref()),
         Command::Check {
             format,
             explain_code,
@@ -194,6 +217,9 @@ pub fn main() -> ExitCode {
         } => compile(&ctx, dialect, out, as_of),
         Command::Run(args) => run(&ctx, args),
         Command::Explain(args) => explain::explain(&ctx, args),
+        Command::Report(args) => report::report(&ctx, args),
+        Command::Dbt { command } => dbt::dbt(&ctx, command),
+        Command::Import { command } => import::import(&ctx, command),
     };
     match outcome {
         Outcome::Ok => ExitCode::SUCCESS,

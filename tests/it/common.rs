@@ -1210,3 +1210,20 @@ pub fn driver<'a>(rows: &'a [DriverRow], kpi: &str, period: &str, name: &str) ->
         ),
     }
 }
+
+/// A real tool of the ecosystem tests, from the variable
+/// `tests/tools/setup.sh` exports (`KPIC_DBT_VENV`, `KPIC_CHROMIUM`).
+/// `None` means skip the test, unless `KPIC_TOOLS` is set (CI), where a
+/// missing tool fails it.
+pub fn tool(var: &str) -> Option<PathBuf> {
+    match std::env::var_os(var) {
+        Some(v) if !v.is_empty() => Some(PathBuf::from(v)),
+        _ if std::env::var_os("KPIC_TOOLS").is_some() => {
+            panic!("{var} is not set but KPIC_TOOLS is: run `eval \"$(tests/tools/setup.sh)\"`")
+        }
+        _ => {
+            eprintln!("skipped: {var} not set (eval \"$(tests/tools/setup.sh)\" sets it)");
+            None
+        }
+    }
+}

@@ -1,0 +1,2 @@
+//! Importers: kpic definitions from other tools' files
+//! (`kpic import metricflow`).
