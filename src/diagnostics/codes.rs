@@ -1,6 +1,7 @@
 //! The stable diagnostic codes. KPI1xx: loading (files, YAML, keys,
 //! templates, SQL syntax); KPI2xx: semantic errors, KPI25x: hygiene
-//! warnings; KPI3xx: planning and dialect support; KPI4xx: execution.
+//! warnings; KPI3xx: planning and dialect support; KPI4xx: execution;
+//! KPI5xx: integrations (dbt, importers).
 //!
 //! A code never changes meaning once released. Each code documents What /
 //! Why / Fix; `kpic check --explain-code KPI203` prints it.
@@ -142,6 +143,16 @@ codes! {
         "What: kpic could not read the columns of a local source file.\nFix: check that the file is a valid CSV, Parquet or JSON file.";
     Timeout = "405", Error, "query timed out",
         "What: a query ran longer than `--timeout`.\nFix: raise the timeout or reduce the data.";
+
+    // ---- KPI5xx: integrations ----
+
+    // KPI501-519: dbt (the manifest, refs and sources, `kpic dbt emit`).
+
+    // (end of dbt codes)
+
+    // KPI520-539: importers (`kpic import metricflow`).
+
+    // (end of importer codes)
 }
 
 impl std::fmt::Display for Code {
