@@ -502,40 +502,48 @@ struct RunArgs {
     timeout: Option<f64>,
 }
 
-fn run(ctx: &Ctx, args: RunArgs) -> Outcome {
-    let as_of = match parse_as_of_arg(args.as_of.as_deref()) {
-        Ok(a) => a,
-        Err(o) => return o,
-    };
+/// The options of `kpic run` that decide a build (shared with `kpic report`).
+struct BuildOptions<'a> {
+    db: Option<&'a Path>,
+    as_of: Option<&'a str>,
+    select: &'a [String],
+    memory_limit: Option<&'a str>,
+    timeout: Option<f64>,
+}
+
+/// What [`build`] wrote.
+struct Built {
+    model: SemanticModel,
+    plan: crate::plan::Plan,
+    outcome: crate::exec::RunOutcome,
+    run_options: crate::exec::RunOptions,
+}
+
+/// analyze → plan → bind → [`crate::exec::run_build`]: the output tables
+/// written into the database, as `kpic run` does. Diagnostics are reported.
+fn build(ctx: &Ctx, args: &BuildOptions) -> Result<Built, Outcome> {
+    let as_of = parse_as_of_arg(args.as_of)?;
     // `--db` is relative to the current directory.
-    let (model, db_path, inspection) = match analyze_with_db(ctx, args.db.as_deref()) {
-        Ok(m) => m,
-        Err(o) => return o,
-    };
+    let (model, db_path, inspection) = analyze_with_db(ctx, args.db)?;
     let options = PlanOptions {
         as_of,
-        select: args.select.clone(),
+        select: args.select.to_vec(),
         local_files: true,
     };
     let plan = match crate::plan::plan_kpis(&model, &options) {
         Ok(p) => p,
         Err(d) => {
             ctx.report(&d, &model.sources);
-            return failure_kind(&d);
+            return Err(failure_kind(&d));
         }
     };
-    let bind = bind_in_engine(
-        &model,
-        &args.select,
-        db_path.as_deref(),
-        inspection.as_ref(),
-    );
+    let bind = bind_in_engine(&model, args.select, db_path.as_deref(), inspection.as_ref());
     // The build opens the database for writing: the read-only inspection
     // connection is closed first.
     drop(inspection);
     if bind.has_errors() {
         ctx.report(&bind, &model.sources);
-        return Outcome::ProjectErrors;
+        return Err(Outcome::ProjectErrors);
     }
     let compiled = crate::sql::plan_to_sql(&plan, &model, &crate::sql::dialect::DuckDb);
     let database = match (&args.db, &db_path) {
@@ -543,21 +551,46 @@ fn run(ctx: &Ctx, args: RunArgs) -> Outcome {
         (_, Some(p)) => p.to_string_lossy().into_owned(),
         (None, None) => model.project.config.database.clone(),
     };
-    let timeout = match timeout_arg(args.timeout) {
-        Ok(t) => t,
-        Err(o) => return o,
-    };
+    let timeout = timeout_arg(args.timeout)?;
     let run_options = crate::exec::RunOptions {
         database,
-        memory_limit: memory_limit_arg(args.memory_limit.as_deref(), &model),
+        memory_limit: memory_limit_arg(args.memory_limit, &model),
         timeout,
     };
     let outcome = match crate::exec::run_build(&model.project, &compiled, &run_options) {
         Ok(o) => o,
         Err(d) => {
             ctx.report(&d, &model.sources);
-            return failure_kind(&d);
+            return Err(failure_kind(&d));
         }
+    };
+    Ok(Built {
+        model,
+        plan,
+        outcome,
+        run_options,
+    })
+}
+
+fn run(ctx: &Ctx, args: RunArgs) -> Outcome {
+    let built = build(
+        ctx,
+        &BuildOptions {
+            db: args.db.as_deref(),
+            as_of: args.as_of.as_deref(),
+            select: &args.select,
+            memory_limit: args.memory_limit.as_deref(),
+            timeout: args.timeout,
+        },
+    );
+    let Built {
+        model,
+        plan,
+        outcome,
+        run_options,
+    } = match built {
+        Ok(b) => b,
+        Err(o) => return o,
     };
     let rows = outcome.rows;
     let as_of = match (&plan.as_of, outcome.as_of) {
