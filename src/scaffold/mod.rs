@@ -243,11 +243,14 @@ fn text(rel: &str, content: String) -> PlannedFile {
     }
 }
 
-/// DuckDB's keywords (lower case), quoted when they name a column.
+/// DuckDB's keywords that are reserved somewhere (lower case): quoted
+/// when they name a column.
 fn duckdb_keywords(conn: &duckdb::Connection) -> HashSet<String> {
-    conn.prepare("SELECT lower(keyword_name) FROM duckdb_keywords()")
-        .and_then(|mut st| st.query_map([], |r| r.get::<_, String>(0))?.collect())
-        .unwrap_or_default()
+    conn.prepare(
+        "SELECT lower(keyword_name) FROM duckdb_keywords() WHERE keyword_category <> 'unreserved'",
+    )
+    .and_then(|mut st| st.query_map([], |r| r.get::<_, String>(0))?.collect())
+    .unwrap_or_default()
 }
 
 /// `sales.csv.gz` → (`sales`, `.csv.gz`); `data` → (`data`, `.csv`).
@@ -257,9 +260,10 @@ fn stem_and_extension(file_name: &str) -> (String, String) {
         None => (file_name, ""),
     };
     match rest.rsplit_once('.') {
-        Some((stem, ext)) if !stem.is_empty() && sanitize(ext) == ext.to_ascii_lowercase() => {
-            (stem.to_string(), format!(".{}{gz}", ext.to_ascii_lowercase()))
-        }
+        Some((stem, ext)) if !stem.is_empty() && sanitize(ext) == ext.to_ascii_lowercase() => (
+            stem.to_string(),
+            format!(".{}{gz}", ext.to_ascii_lowercase()),
+        ),
         _ => (rest.to_string(), format!(".csv{gz}")),
     }
 }
@@ -515,7 +519,12 @@ fn sources_yml(sources: &[PlannedSource]) -> String {
         let _ = writeln!(y, "    path: {}", yaml(&s.path));
         match &s.time {
             Some((expr, range, _)) => {
-                let _ = writeln!(y, "    time: {}   # {}", yaml(expr), display(range));
+                let _ = writeln!(
+                    y,
+                    "    time: {}   # {}",
+                    yaml(&sql_field(expr)),
+                    display(range)
+                );
             }
             None => y.push_str(
                 "    # No time column was found (no DATE or TIMESTAMP column, nor a text\n\
@@ -531,7 +540,7 @@ fn sources_yml(sources: &[PlannedSource]) -> String {
                     let _ = writeln!(y, "      - {}", yaml(name));
                 } else {
                     let _ = writeln!(y, "      - name: {}", yaml(name));
-                    let _ = writeln!(y, "        expr: {}", yaml(ident));
+                    let _ = writeln!(y, "        expr: {}", yaml(&sql_field(ident)));
                     let _ = writeln!(y, "        label: {}", yaml(column));
                 }
             }
@@ -550,6 +559,12 @@ fn sources_yml(sources: &[PlannedSource]) -> String {
         y.push('\n');
     }
     y
+}
+
+/// A SQL field as written in YAML: safe from Jinja (every column that got
+/// a role passed [`jinja_safe`]).
+fn sql_field(sql: &str) -> String {
+    jinja_safe(sql).unwrap_or_else(|| sql.to_string())
 }
 
 fn metrics_yml(sources: &[PlannedSource]) -> String {
@@ -647,7 +662,13 @@ fn readme(name: &str, sources: &[PlannedSource]) -> String {
                 Role::Measure { avg: false } => "measure: sum".to_string(),
                 Role::Ignored(why) => format!("not used: {why}"),
             };
-            let _ = writeln!(r, "- column `{}` ({}): {}", md(&c.name), c.data_type, md(&what));
+            let _ = writeln!(
+                r,
+                "- column `{}` ({}): {}",
+                md(&c.name),
+                c.data_type,
+                md(&what)
+            );
         }
         r.push('\n');
     }
@@ -677,10 +698,7 @@ mod tests {
             ("Sales 2024".into(), ".tsv".into())
         );
         assert_eq!(stem_and_extension("data"), ("data".into(), ".csv".into()));
-        assert_eq!(
-            stem_and_extension("a.b c"),
-            ("a.b c".into(), ".csv".into())
-        );
+        assert_eq!(stem_and_extension("a.b c"), ("a.b c".into(), ".csv".into()));
     }
 
     #[test]

@@ -63,9 +63,12 @@ impl Namer {
 }
 
 /// How a column is written in a SQL field: bare when it is a plain
-/// lower-case identifier and no keyword of sqlparser (kpic's parser) or
-/// DuckDB, double-quoted otherwise (`"order date"`, `"select"`, `"Amount"`).
-pub fn sql_ident(column: &str, duckdb_keywords: &HashSet<String>) -> String {
+/// lower-case identifier that kpic's parser (sqlparser, DuckDB dialect)
+/// reads back as that identifier and DuckDB does not reserve in any
+/// position (`reserved_duckdb` holds its keywords other than the
+/// unreserved ones); double-quoted otherwise (`"order date"`, `"select"`,
+/// `"Amount"`).
+pub fn sql_ident(column: &str, reserved_duckdb: &HashSet<String>) -> String {
     let plain = column
         .chars()
         .next()
@@ -73,14 +76,24 @@ pub fn sql_ident(column: &str, duckdb_keywords: &HashSet<String>) -> String {
         && column
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    let upper = column.to_ascii_uppercase();
-    let keyword = sqlparser::keywords::ALL_KEYWORDS.contains(&upper.as_str())
-        || duckdb_keywords.contains(&column.to_ascii_lowercase());
-    if plain && !keyword {
+    if plain && !reserved_duckdb.contains(column) && parses_as_identifier(column) {
         column.to_string()
     } else {
         super::sniff::quote_ident(column)
     }
+}
+
+fn parses_as_identifier(column: &str) -> bool {
+    use sqlparser::ast::Expr;
+    let dialect = sqlparser::dialect::DuckDbDialect {};
+    let parsed = sqlparser::parser::Parser::new(&dialect)
+        .try_with_sql(column)
+        .and_then(|mut p| {
+            let e = p.parse_expr()?;
+            p.expect_token(&sqlparser::tokenizer::Token::EOF)?;
+            Ok(e)
+        });
+    matches!(parsed, Ok(Expr::Identifier(ident)) if ident.value == column && ident.quote_style.is_none())
 }
 
 /// A SQL field's text made safe from Jinja (every SQL field is a
@@ -104,12 +117,11 @@ pub fn yaml(s: &str) -> String {
     const SPECIAL: &[&str] = &[
         "y", "n", "yes", "no", "on", "off", "true", "false", "null", "~",
     ];
-    let plain = s.starts_with(|c: char| c.is_ascii_lowercase())
-        && s.chars().all(|c| {
-            c.is_ascii_lowercase() || c.is_ascii_digit() || "_(). *,".contains(c)
-        })
+    let plain = s.starts_with(|c: char| c.is_ascii_alphabetic())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_(). *,/-".contains(c))
         && !s.ends_with(' ')
-        && !SPECIAL.contains(&s);
+        && !SPECIAL.contains(&s.to_ascii_lowercase().as_str());
     if plain {
         s.to_string()
     } else if !s.chars().any(char::is_control) && !s.starts_with(' ') && !s.ends_with(' ') {
@@ -164,6 +176,9 @@ mod tests {
         assert_eq!(sql_ident("amount", &none), "amount");
         assert_eq!(sql_ident("order date", &none), "\"order date\"");
         assert_eq!(sql_ident("select", &none), "\"select\"");
+        assert_eq!(sql_ident("region", &none), "region");
+        let reserved: HashSet<String> = ["order".to_string()].into();
+        assert_eq!(sql_ident("order", &reserved), "\"order\"");
         assert_eq!(sql_ident("Amount", &none), "\"Amount\"");
         assert_eq!(sql_ident("say \"hi\"", &none), "\"say \"\"hi\"\"\"");
     }
@@ -174,6 +189,10 @@ mod tests {
             "amount",
             "sum(amount)",
             "no",
+            "No",
+            "NULL",
+            "Rows of a.csv per week",
+            "fixtures/data/a-b.csv",
             "sum(\"order date\")",
             "it's",
             "a: b # c",

@@ -153,10 +153,10 @@ pub fn precheck(path: &Path) -> Result<(), ScaffoldError> {
         return Ok(());
     }
     if head.contains(&0) {
-        return Err(ScaffoldError::new(format!(
-            "`{shown}` is a binary file, not CSV text"
-        ))
-        .help("pass a CSV file: text, one row per line, a header line first"));
+        return Err(
+            ScaffoldError::new(format!("`{shown}` is a binary file, not CSV text"))
+                .help("pass a CSV file: text, one row per line, a header line first"),
+        );
     }
     // The header line, if it is within the first 8 KiB (a cut multi-byte
     // character at the buffer's end must not count as invalid).
