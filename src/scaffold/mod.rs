@@ -34,7 +34,7 @@ use std::fmt::Write as _;
 use std::path::{Component, Path, PathBuf};
 
 use names::{Namer, display, jinja_safe, sanitize, sql_ident, yaml};
-use sniff::{SniffedColumn, SniffedFile};
+use sniff::{SniffedColumn, SniffedFile, TimeRead};
 
 /// Why the scaffold cannot be written.
 #[derive(Debug, Clone)]
@@ -296,7 +296,7 @@ fn plan_source(
         .filter_map(|(i, c)| {
             let t = c.time.as_ref()?;
             let usable = t.valid > 0
-                && (!t.parsed_from_text || t.valid * 10 >= c.non_null * 9)
+                && (t.read_as != TimeRead::FromText || t.valid * 10 >= c.non_null * 9)
                 && jinja_safe(&sql_ident(&c.name, keywords)).is_some();
             usable.then_some((i, t.valid, c.distinct))
         })
@@ -315,18 +315,14 @@ fn plan_source(
             Role::Ignored("its name cannot be written in a SQL field".into())
         } else if Some(i) == time_index {
             let t = c.time.as_ref().expect("the time column has time stats");
-            let expr = if t.parsed_from_text {
-                format!("TRY_CAST({ident} AS TIMESTAMP)")
-            } else {
-                ident.clone()
-            };
+            let expr = t.read_as.expr(&ident);
             let grain = Grain::for_span(t.span_days.unwrap_or(0));
             let range = format!(
                 "{}, {} to {}",
-                if t.parsed_from_text {
-                    "text parsed as TIMESTAMP"
-                } else {
-                    &c.data_type
+                match t.read_as {
+                    TimeRead::Typed => c.data_type.as_str(),
+                    TimeRead::FromTimeZone => "TIMESTAMP WITH TIME ZONE, read in UTC",
+                    TimeRead::FromText => "text parsed as TIMESTAMP",
                 },
                 t.min.as_deref().unwrap_or("?"),
                 t.max.as_deref().unwrap_or("?")

@@ -35,14 +35,36 @@ pub struct SniffedColumn {
 
 #[derive(Debug, Clone)]
 pub struct TimeStats {
-    /// True when the column is text and its values are cast to TIMESTAMP.
-    pub parsed_from_text: bool,
+    /// How the column becomes a time.
+    pub read_as: TimeRead,
     /// Values that are (or parse as) a time.
     pub valid: i64,
     pub min: Option<String>,
     pub max: Option<String>,
     /// Days from the earliest to the latest value.
     pub span_days: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeRead {
+    /// A DATE or TIMESTAMP column, as it is.
+    Typed,
+    /// TIMESTAMP WITH TIME ZONE, cast to TIMESTAMP (UTC): the bundled
+    /// DuckDB has no time zone library to cut it into dates.
+    FromTimeZone,
+    /// Text, `TRY_CAST` to TIMESTAMP (values that do not parse are NULL).
+    FromText,
+}
+
+impl TimeRead {
+    /// The SQL that reads `ident` (a quoted or bare column) as a time.
+    pub fn expr(self, ident: &str) -> String {
+        match self {
+            TimeRead::Typed => ident.to_string(),
+            TimeRead::FromTimeZone => format!("CAST({ident} AS TIMESTAMP)"),
+            TimeRead::FromText => format!("TRY_CAST({ident} AS TIMESTAMP)"),
+        }
+    }
 }
 
 impl SniffedColumn {
@@ -214,22 +236,25 @@ pub fn sniff(conn: &Connection, path: &Path) -> Result<SniffedFile, ScaffoldErro
     // One statistics query; `layout` remembers which select items belong
     // to which column.
     let mut items = vec!["count(*)".to_string()];
-    let mut time_items: Vec<Option<(usize, bool)>> = Vec::new();
+    let mut time_items: Vec<Option<(usize, TimeRead)>> = Vec::new();
     for (name, data_type) in &columns {
         let q = quote_ident(name);
         items.push(format!("count({q})"));
         items.push(format!("count(DISTINCT {q})"));
         let sanitized = super::names::sanitize(name);
-        let time_expr = if is_temporal_type(data_type) {
-            Some((q.clone(), false))
+        let read_as = if data_type.starts_with("TIMESTAMP WITH TIME ZONE") {
+            Some(TimeRead::FromTimeZone)
+        } else if is_temporal_type(data_type) {
+            Some(TimeRead::Typed)
         } else if data_type == "VARCHAR" && time_like_name(&sanitized) {
-            Some((format!("TRY_CAST({q} AS TIMESTAMP)"), true))
+            Some(TimeRead::FromText)
         } else {
             None
         };
-        match time_expr {
-            Some((t, parsed)) => {
-                time_items.push(Some((items.len(), parsed)));
+        match read_as {
+            Some(how) => {
+                let t = how.expr(&q);
+                time_items.push(Some((items.len(), how)));
                 items.push(format!("count({t})"));
                 items.push(format!("CAST(min({t}) AS VARCHAR)"));
                 items.push(format!("CAST(max({t}) AS VARCHAR)"));
@@ -251,10 +276,10 @@ pub fn sniff(conn: &Connection, path: &Path) -> Result<SniffedFile, ScaffoldErro
                 let distinct: i64 = r.get(i + 1)?;
                 i += 2;
                 let time = match time {
-                    Some((at, parsed)) => {
+                    Some((at, how)) => {
                         i += 4;
                         Some(TimeStats {
-                            parsed_from_text: *parsed,
+                            read_as: *how,
                             valid: r.get(*at)?,
                             min: r.get(at + 1)?,
                             max: r.get(at + 2)?,

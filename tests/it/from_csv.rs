@@ -438,6 +438,19 @@ fn outside_files_are_copied_gzip_and_text_times_are_read() {
     // Two files whose names collide once sanitized.
     ws.write("in/sales.csv", "id,score\n1,3\n2,4\n3,5\n");
     ws.write("in/other/Sales.csv", "id,score\n1,10\n2,20\n");
+    // Times with offsets (TIMESTAMP WITH TIME ZONE): read in UTC, so the
+    // 01:30+02:00 row belongs to the day before.
+    ws.write(
+        "in/tz.csv",
+        "ts,amount\n2024-03-01T10:00:00Z,1.5\n2024-03-02T01:30:00+02:00,2.25\n\
+         2024-03-02T12:00:00Z,4\n2024-03-04T00:00:00Z,8\n",
+    );
+    let tz_amounts = [
+        (d("2024-03-01"), 1.5),
+        (d("2024-03-01"), 2.25),
+        (d("2024-03-02"), 4.0),
+        (d("2024-03-04"), 8.0),
+    ];
     // A gzipped CSV, written by DuckDB.
     let (events, event_rows) = events_csv();
     ws.write("in/plain_events.csv", &events);
@@ -461,6 +474,7 @@ fn outside_files_are_copied_gzip_and_text_times_are_read() {
             "in/sales.csv",
             "in/other/Sales.csv",
             "in/events.csv.gz",
+            "in/tz.csv",
         ],
     );
     expect_ok(&out, "kpic init proj --from-csv");
@@ -477,6 +491,10 @@ fn outside_files_are_copied_gzip_and_text_times_are_read() {
     assert_eq!(
         entry(&sources, "sources", "n2024_sign_ups")["time"].as_str(),
         Some("TRY_CAST(created AS TIMESTAMP)")
+    );
+    assert_eq!(
+        entry(&sources, "sources", "tz")["time"].as_str(),
+        Some("CAST(ts AS TIMESTAMP)")
     );
     assert_eq!(
         entry(&sources, "sources", "sales_2")["path"].as_str(),
