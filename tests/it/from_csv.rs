@@ -544,6 +544,11 @@ fn outside_files_are_copied_gzip_and_text_times_are_read() {
         "events_value_daily",
         &additive(Grain::Day, &values, first_event, as_of),
     );
+    check_additive(
+        &results,
+        "tz_amount_daily",
+        &additive(Grain::Day, &tz_amounts, d("2024-03-01"), as_of),
+    );
     assert!(
         results.kpis().iter().all(|k| !k.starts_with("sales")),
         "no KPI without time"
