@@ -16,6 +16,8 @@ pub mod model;
 pub mod plan;
 #[cfg(feature = "engine")]
 pub mod report;
+#[cfg(feature = "engine")]
+pub mod scaffold;
 pub mod semantic;
 pub mod source;
 pub mod sql;
