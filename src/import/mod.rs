@@ -1,2 +1,6 @@
-//! Importers: kpic definitions from other tools' files
-//! (`kpic import metricflow`).
+//! Importers: kpic definitions from other tools' files.
+//!
+//! - [`metricflow`]: a dbt semantic layer's `semantic_manifest.json` →
+//!   kpic sources and metrics YAML (`kpic import metricflow`).
+
+pub mod metricflow;
