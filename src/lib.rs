@@ -31,9 +31,18 @@ pub fn analyze_project(
     root: &Path,
     catalog: &mut dyn semantic::Catalog,
 ) -> (semantic::SemanticModel, diagnostics::Diagnostics) {
+    analyze_project_with(root, catalog, &dbt::DbtOptions::default())
+}
+
+/// [`analyze_project`] with the command line's dbt options.
+pub fn analyze_project_with(
+    root: &Path,
+    catalog: &mut dyn semantic::Catalog,
+    dbt: &dbt::DbtOptions,
+) -> (semantic::SemanticModel, diagnostics::Diagnostics) {
     let mut sources = source::SourceMap::new();
     let (raw, mut diags) = load::load_project(root, &mut sources);
-    let (project, model_diags) = model::model_from_raw(&raw, &sources, root, &diags);
+    let (project, model_diags) = model::model_from_raw_with(&raw, &sources, root, &diags, dbt);
     diags.extend(model_diags);
     let (model, semantic_diags) = semantic::analyze(project, sources, catalog);
     diags.extend(semantic_diags);

@@ -38,6 +38,10 @@ struct Cli {
     quiet: bool,
     #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
     color: ColorChoice,
+    /// The dbt project whose target/manifest.json resolves ref() and
+    /// source() (overrides kpic.yml's `dbt.project_dir`).
+    #[arg(long, global = true, value_name = "DIR")]
+    dbt_project: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -133,6 +137,11 @@ struct Ctx {
     color_stdout: bool,
 }
 
+/// `--dbt-project DIR` (absolute), set once from the command line. Kept
+/// outside [`Ctx`] so the commands that build a `Ctx` of their own need
+/// not know about it.
+static DBT_PROJECT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
 impl Ctx {
     fn report(&self, diags: &Diagnostics, sources: &SourceMap) {
         if diags.is_empty() {
@@ -149,6 +158,14 @@ impl Ctx {
         }
         let text = render::human(&shown, sources, self.color);
         let _ = writeln!(std::io::stderr(), "{text}");
+    }
+
+    /// The dbt options of analyses (`--dbt-project`).
+    fn dbt_options(&self) -> crate::dbt::DbtOptions {
+        crate::dbt::DbtOptions {
+            project_dir: DBT_PROJECT.get().cloned(),
+            emit: false,
+        }
     }
 
     fn info(&self, msg: &str) {
@@ -200,6 +217,9 @@ pub fn main() -> ExitCode {
         color,
         color_stdout,
     };
+    if let Some(p) = cli.dbt_project {
+        let _ = DBT_PROJECT.set(std::path::absolute(&p).unwrap_or(p));
+    }
     let outcome = match cli.command {
         Command::Init { dir, from_csv } if !from_csv.is_empty() => {
             from_csv::init_from_csv(&ctx, dir.as_deref(), &from_csv)
@@ -324,7 +344,7 @@ fn analyze(
     catalog: &mut dyn crate::semantic::Catalog,
 ) -> Result<SemanticModel, Outcome> {
     require_project_dir(ctx)?;
-    let (model, diags) = crate::analyze_project(&ctx.root, catalog);
+    let (model, diags) = crate::analyze_project_with(&ctx.root, catalog, &ctx.dbt_options());
     ctx.report(&diags, &model.sources);
     if diags.has_errors() {
         Err(Outcome::ProjectErrors)
@@ -350,7 +370,8 @@ fn check(ctx: &Ctx, format: CheckFormat, explain_code: Option<String>) -> Outcom
         return o;
     }
     let mut catalog = crate::exec::DuckDbCatalog::new(&ctx.root, None);
-    let (model, mut diags) = crate::analyze_project(&ctx.root, &mut catalog);
+    let (model, mut diags) =
+        crate::analyze_project_with(&ctx.root, &mut catalog, &ctx.dbt_options());
     let inspection = catalog.into_connection();
     if !diags.has_errors() {
         diags.extend(bind_in_engine(&model, &[], None, inspection.as_ref()));

@@ -147,6 +147,26 @@ codes! {
     // ---- KPI5xx: integrations ----
 
     // KPI501-519: dbt (the manifest, refs and sources, `kpic dbt emit`).
+    DbtManifestMissing = "501", Error, "dbt manifest not found",
+        "What: kpic.yml's `dbt:` (or `--dbt-project DIR`) names a dbt project whose manifest (`target/manifest.json`, or `dbt.manifest`) does not exist, or a project directory that does not exist.\nWhy: kpic resolves `ref()` and `source()` through the manifest dbt writes; it never runs dbt itself.\nFix: run `dbt parse` (or `dbt build`) in the dbt project, or correct `dbt.project_dir` / `dbt.manifest`.";
+    DbtManifestInvalid = "502", Error, "dbt manifest cannot be read",
+        "What: the dbt manifest is not readable JSON of the shape dbt writes (`metadata`, `nodes`, `sources`).\nFix: run `dbt parse` again to rewrite it; check that `dbt.manifest` names dbt's `manifest.json`.";
+    DbtManifestStale = "503", Error, "dbt manifest older than the dbt project",
+        "What: a model, seed, snapshot, macro or YAML file of the dbt project (or dbt_project.yml) changed after the manifest was written.\nWhy: refs are resolved with the manifest's relation names; a model renamed, moved to another schema, disabled or added since then would be resolved wrongly or not at all (an error rather than a warning: warnings are KPI25x, and `dbt parse` always clears it).\nFix: run `dbt parse` in the dbt project (it rewrites target/manifest.json in seconds, without touching the warehouse).";
+    DbtUnknownRef = "504", Error, "unknown dbt model or source",
+        "What: `ref()`, `source()` or a source's `ref:` names a model (or seed, snapshot) or a source table the dbt manifest does not have.\nFix: use the suggested name; if the model is new, run `dbt parse` so the manifest knows it.";
+    DbtDisabledModel = "505", Error, "dbt model is disabled",
+        "What: the model (or source) a ref names exists but is disabled (`enabled: false`) in the dbt project.\nWhy: a disabled model has no relation in the warehouse.\nFix: enable it in dbt, or read another model.";
+    DbtEphemeralModel = "506", Error, "dbt model is ephemeral",
+        "What: the model a ref names is materialized as `ephemeral`: dbt inlines it as a CTE and it has no relation in the warehouse.\nFix: materialize it as a view or table in dbt, or read the models it selects from.";
+    DbtAmbiguousRef = "507", Error, "ambiguous dbt ref",
+        "What: a ref without a package names a model that several packages define (and the root project does not).\nFix: name the package: `ref('package', 'model')` (in a `ref:` key: `package.model`).";
+    DbtAdapterUnknown = "508", Error, "dbt adapter has no kpic dialect",
+        "What: the manifest's `metadata.adapter_type` is an adapter kpic cannot compile for, and kpic.yml sets no `warehouse.dialect`.\nFix: set `warehouse: {dialect: …}` in kpic.yml to the closest dialect kpic supports.";
+    DbtEmitLocalSource = "509", Error, "source cannot be emitted to dbt",
+        "What: `kpic dbt emit` met a source that reads a local file (`path:` without `table:`).\nWhy: a dbt model reads relations of the warehouse, not kpic's local files.\nFix: give the source `ref:`, `table:` (kept beside `path:` for DuckDB) or a `sql:` using `{{ ref() }}` / `{{ source() }}`.";
+    DbtEmitStale = "510", Error, "emitted dbt models are stale",
+        "What: `kpic dbt emit --check` found emitted files that differ from what the definitions give now (changed, missing or left over).\nFix: run `kpic dbt emit` and commit the files.";
 
     // (end of dbt codes)
 

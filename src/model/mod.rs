@@ -17,6 +17,7 @@ use chrono::NaiveDate;
 
 pub use types::*;
 
+use crate::dbt::DbtOptions;
 use crate::diagnostics::{Code, Diagnostic, Diagnostics, did_you_mean};
 use crate::load::raw::{
     RawConfig, RawDimension, RawJoin, RawKpi, RawMetric, RawProject, RawSource, RawTarget, Text,
@@ -32,14 +33,28 @@ pub fn model_from_raw(
     root: &Path,
     earlier: &Diagnostics,
 ) -> (Project, Diagnostics) {
+    model_from_raw_with(raw, sources, root, earlier, &DbtOptions::default())
+}
+
+/// [`model_from_raw`] with the command line's dbt options (`--dbt-project`,
+/// refs kept as Jinja for `kpic dbt emit`).
+pub fn model_from_raw_with(
+    raw: &RawProject,
+    sources: &SourceMap,
+    root: &Path,
+    earlier: &Diagnostics,
+    dbt_options: &DbtOptions,
+) -> (Project, Diagnostics) {
     let mut diags = Diagnostics::new();
+    let dbt = crate::dbt::load(raw.config.as_ref(), root, dbt_options, &mut diags)
+        .map(std::sync::Arc::new);
     // Where load already found errors: a key it refused is not "missing".
     let reported: Vec<Span> = earlier
         .iter()
         .filter(|d| d.is_error())
         .filter_map(|d| d.primary.as_ref().map(|l| l.span))
         .collect();
-    let templater = Templater::new(raw, sources, &mut diags);
+    let templater = Templater::with_dbt(raw, sources, &mut diags, dbt.clone());
     let mut cx = Cx {
         reported,
         sources,
@@ -54,7 +69,11 @@ pub fn model_from_raw(
             .collect(),
         rows_checked: Default::default(),
     };
-    let config = cx.config(raw.config.as_ref());
+    let mut config = cx.config(raw.config.as_ref());
+    if let Some(dbt) = &dbt {
+        cx.dbt_dialect(&mut config, raw.config.as_ref(), dbt);
+        config.dbt = Some(dbt.clone());
+    }
     let mut project = Project {
         root: root.to_path_buf(),
         config,
@@ -157,7 +176,10 @@ impl Cx<'_> {
 
     fn expr_with(&mut self, field: &Text, prepare: impl Fn(String) -> String) -> Option<SqlExpr> {
         let rendered = prepare(self.reported(self.templater.render(field))?);
-        self.reported(sql_field::parse_expr(&rendered, field.span, self.sources))
+        let mut e = self.reported(sql_field::parse_expr(&rendered, field.span, self.sources))?;
+        self.templater.substitute_sql(&mut e.expr);
+        e.text = self.templater.substitute_text(e.text);
+        Some(e)
     }
 
     /// The value, or `None` with its diagnostic recorded.
@@ -191,6 +213,7 @@ impl Cx<'_> {
             target_dir: "target".into(),
             as_of: AsOf::Latest,
             memory_limit: None,
+            dbt: None,
         };
         let Some(raw) = raw else { return config };
         if let Some(n) = &raw.name {
@@ -226,6 +249,43 @@ impl Cx<'_> {
             }
         }
         config
+    }
+
+    /// The dialect of the dbt project's adapter, unless kpic.yml sets
+    /// `warehouse.dialect`.
+    fn dbt_dialect(
+        &mut self,
+        config: &mut Config,
+        raw: Option<&RawConfig>,
+        dbt: &crate::dbt::DbtContext,
+    ) {
+        if raw
+            .and_then(|r| r.warehouse.as_ref())
+            .is_some_and(|w| w.dialect.is_some())
+        {
+            return;
+        }
+        let Some(adapter) = dbt.manifest.adapter_type.as_deref() else {
+            return;
+        };
+        let span = dbt.span.unwrap_or(config.dialect.span);
+        match crate::dbt::dialect_for_adapter(adapter) {
+            Some(d) => config.dialect = Spanned::new(d.to_string(), span),
+            None => {
+                let mut d = Diagnostic::new(
+                    Code::DbtAdapterUnknown,
+                    format!("the dbt project's adapter `{adapter}` has no kpic dialect"),
+                )
+                .with_help(format!(
+                    "set `warehouse: {{dialect: …}}` in kpic.yml; dialects: {}",
+                    crate::sql::DIALECTS.join(", ")
+                ));
+                if let Some(s) = dbt.span {
+                    d = d.at(s, "the dbt project is configured here");
+                }
+                self.error(d);
+            }
+        }
     }
 
     fn source(&mut self, raw: &RawSource) -> Option<Source> {
@@ -285,19 +345,21 @@ impl Cx<'_> {
             self.error(d);
             return None;
         }
-        let object_name = |cx: &mut Self,
-                           t: &Text|
-         -> Option<Spanned<sqlparser::ast::ObjectName>> {
-            let rendered = cx.reported(cx.templater.render(t))?;
-            let name = cx.reported(sql_field::parse_object_name(&rendered, t.span, cx.sources))?;
-            Some(Spanned::new(name, t.span))
-        };
+        let object_name =
+            |cx: &mut Self, t: &Text| -> Option<Spanned<sqlparser::ast::ObjectName>> {
+                let rendered = cx.reported(cx.templater.render(t))?;
+                let mut name =
+                    cx.reported(sql_field::parse_object_name(&rendered, t.span, cx.sources))?;
+                cx.templater.substitute_sql(&mut name);
+                Some(Spanned::new(name, t.span))
+            };
         if let Some(path) = &raw.path {
             let table = match &raw.table {
                 Some(t) => Some(object_name(self, t)?),
                 None => None,
             };
             let rendered = self.reported(self.templater.render(path))?;
+            let rendered = self.templater.substitute_text(rendered);
             return Some(Relation::Path {
                 path: Spanned::new(rendered, path.span),
                 table,
@@ -307,11 +369,20 @@ impl Cx<'_> {
             return object_name(self, t).map(Relation::Table);
         }
         if let Some(r) = &raw.dbt_ref {
+            // Through the manifest: the relation name verbatim, as one
+            // identifier the printer copies as it is.
+            if let Some(resolved) = self.templater.resolve_ref_key(r) {
+                let relation = self.reported(resolved)?;
+                let name =
+                    sqlparser::ast::ObjectName::from(vec![sqlparser::ast::Ident::new(relation)]);
+                return Some(Relation::DbtRef(Spanned::new(name, r.span)));
+            }
             return object_name(self, r).map(Relation::DbtRef);
         }
         let sql = raw.sql.as_ref()?;
         let rendered = self.reported(self.templater.render(sql))?;
-        let query = self.reported(sql_field::parse_query(&rendered, sql.span, self.sources))?;
+        let mut query = self.reported(sql_field::parse_query(&rendered, sql.span, self.sources))?;
+        self.templater.substitute_sql(&mut query);
         Some(Relation::Sql(Spanned::new(query, sql.span)))
     }
 

@@ -24,6 +24,7 @@ use std::time::Duration;
 use minijinja::value::Value;
 use minijinja::{Environment, Error, ErrorKind, UndefinedBehavior};
 
+use crate::dbt::{Call, DbtContext};
 use crate::diagnostics::{Code, Diagnostic, Diagnostics};
 use crate::load::raw::{MacroFile, Node, NodeKind, RawProject, Text};
 use crate::source::{SourceMap, Span};
@@ -58,6 +59,11 @@ pub struct Templater {
     /// Set when a template ran out of time: its thread may still be
     /// running, so no more templates are started.
     timed_out: Cell<bool>,
+    /// The dbt manifest `ref`/`source` resolve through, when configured.
+    dbt: Option<Arc<DbtContext>>,
+    /// The project's files, to point a failed ref at its call (only kept
+    /// when dbt is configured).
+    dbt_sources: Option<SourceMap>,
 }
 
 /// Why a template job gave no result.
@@ -127,6 +133,17 @@ fn abandoned_message(a: &Abandoned) -> String {
 
 impl Templater {
     pub fn new(raw: &RawProject, sources: &SourceMap, diags: &mut Diagnostics) -> Templater {
+        Templater::with_dbt(raw, sources, diags, None)
+    }
+
+    /// A templater whose `ref()`/`source()` resolve through a dbt manifest
+    /// (to placeholders, see [`crate::dbt`]).
+    pub fn with_dbt(
+        raw: &RawProject,
+        sources: &SourceMap,
+        diags: &mut Diagnostics,
+        dbt: Option<Arc<DbtContext>>,
+    ) -> Templater {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         env.set_fuel(Some(FUEL));
@@ -141,22 +158,40 @@ impl Templater {
                     .collect()
             })
             .unwrap_or_default();
-        env.add_function("ref", |args: &[Value]| -> Result<String, Error> {
-            // Without a dbt manifest a ref names the relation itself; the dbt
-            // integration resolves it to the model's relation_name instead.
+        let for_ref = dbt.clone();
+        env.add_function("ref", move |args: &[Value]| -> Result<String, Error> {
+            // Without a dbt manifest a ref names the relation itself.
             let names: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-            match names.as_slice() {
-                [model] | [_, model] => Ok(model.clone()),
-                _ => Err(Error::new(
-                    ErrorKind::InvalidOperation,
-                    "ref() takes a model name, optionally preceded by a package name",
-                )),
+            let (package, model) = match names.as_slice() {
+                [model] => (None, model.clone()),
+                [package, model] => (Some(package.clone()), model.clone()),
+                _ => {
+                    return Err(Error::new(
+                        ErrorKind::InvalidOperation,
+                        "ref() takes a model name, optionally preceded by a package name",
+                    ));
+                }
+            };
+            match &for_ref {
+                None => Ok(model),
+                Some(dbt) => dbt
+                    .resolve(&Call::Ref {
+                        package,
+                        name: model,
+                    })
+                    .map_err(|m| Error::new(ErrorKind::InvalidOperation, m)),
             }
         });
+        let for_source = dbt.clone();
         env.add_function(
             "source",
-            |source: String, table: String| -> Result<String, Error> {
-                Ok(format!("{source}.{table}"))
+            move |source: String, table: String| -> Result<String, Error> {
+                match &for_source {
+                    None => Ok(format!("{source}.{table}")),
+                    Some(dbt) => dbt
+                        .resolve(&Call::Source { source, table })
+                        .map_err(|m| Error::new(ErrorKind::InvalidOperation, m)),
+                }
             },
         );
         env.add_function(
@@ -195,7 +230,38 @@ impl Templater {
             env: Arc::new(env),
             prelude,
             timed_out: Cell::new(timed_out),
+            dbt_sources: dbt.as_ref().map(|_| sources.clone()),
+            dbt,
         }
+    }
+
+    /// Swaps dbt placeholders in parsed SQL for relation names (no-op
+    /// without dbt).
+    pub fn substitute_sql<T: sqlparser::ast::VisitMut>(&self, node: &mut T) {
+        if let Some(dbt) = &self.dbt {
+            dbt.substitute_sql(node);
+        }
+    }
+
+    /// Swaps dbt placeholders in text for relation names.
+    pub fn substitute_text(&self, text: String) -> String {
+        match &self.dbt {
+            Some(dbt) => dbt.substitute_text(&text),
+            None => text,
+        }
+    }
+
+    /// A source's `ref:` value resolved through the manifest: the relation
+    /// name (or, emitting, its placeholder); `None` without dbt.
+    pub fn resolve_ref_key(&self, field: &Text) -> Option<Result<String, Diagnostic>> {
+        let dbt = self.dbt.as_ref()?;
+        Some(dbt.resolve_ref_key(&field.value).map_err(|e| {
+            let mut d = Diagnostic::new(e.code, e.message).at(field.span, e.label);
+            if let Some(h) = e.help {
+                d = d.with_help(h);
+            }
+            d
+        }))
     }
 
     /// Renders one field. Text without `{{` or `{%` is returned unchanged, so
@@ -219,13 +285,29 @@ impl Templater {
         }
         let source = format!("{}{}", self.prelude, field.value);
         let env = Arc::clone(&self.env);
+        if let Some(dbt) = &self.dbt {
+            dbt.take_problem();
+        }
         let result = bounded(move || {
             env.render_str(&source, ())
                 .map(|s| s.trim().to_string())
                 .map_err(|e| Failure::of(&e))
         });
+        let dbt_problem = self.dbt.as_ref().and_then(|d| d.take_problem());
         match result {
             Ok(Ok(text)) => Ok(text),
+            Ok(Err(_)) if dbt_problem.is_some() => {
+                let (call, e) = dbt_problem.expect("checked");
+                let span = match &self.dbt_sources {
+                    Some(sources) => crate::dbt::locate_call(sources, field.span, &call),
+                    None => field.span,
+                };
+                let mut d = Diagnostic::new(e.code, e.message).at(span, e.label);
+                if let Some(h) = e.help {
+                    d = d.with_help(h);
+                }
+                Err(d)
+            }
             Ok(Err(f)) => Err(Diagnostic::new(
                 Code::Template,
                 format!("template error: {}", f.detail),

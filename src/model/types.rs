@@ -118,6 +118,9 @@ pub struct Config {
     pub target_dir: String,
     pub as_of: AsOf,
     pub memory_limit: Option<String>,
+    /// The dbt project whose manifest resolved `ref()`/`source()`
+    /// (kpic.yml's `dbt:` or `--dbt-project`).
+    pub dbt: Option<std::sync::Arc<crate::dbt::DbtContext>>,
 }
 
 #[derive(Debug, Clone)]
