@@ -470,9 +470,13 @@ impl ReadBack {
     /// The name an identifier stands for, in kpic's terms: on Snowflake a
     /// bare name is its upper case (`select_3` is `SELECT_3`, which kpic
     /// also writes `"SELECT_3"`); elsewhere the text as parsed.
+    /// On BigQuery, a quoted name has the escape sequences of a string
+    /// literal, which sqlparser does not apply to identifiers.
     fn meaning(&self, ident: &sqlparser::ast::Ident) -> String {
         if self.dialect == "snowflake" && ident.quote_style.is_none() {
             ident.value.to_uppercase()
+        } else if self.dialect == "bigquery" && ident.quote_style == Some('`') {
+            bigquery_reads(&ident.value)
         } else {
             ident.value.clone()
         }
@@ -558,6 +562,28 @@ fn parse_in(
         });
     }
     Ok(statements)
+}
+
+/// The name a BigQuery quoted identifier stands for (what is between the
+/// backticks): `\\c` escapes as in string literals (`\\n`, `\\r`, `\\t`;
+/// any other `\\c` is `c`, which covers `\\\\` and `` \\` ``).
+fn bigquery_reads(inside: &str) -> String {
+    let mut out = String::new();
+    let mut chars = inside.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('n') => out.push('\n'),
+            Some('r') => out.push('\r'),
+            Some('t') => out.push('\t'),
+            Some(other) => out.push(other),
+            None => out.push('\\'),
+        }
+    }
+    out
 }
 
 /// The text of a Spark SQL string literal (what is between the quotes),

@@ -24,7 +24,11 @@
 //!   zero, also for FLOAT64). Window partitions are strings (FLOAT64 may
 //!   be grouped and compared but not be a `PARTITION BY` key).
 //! - Identifiers are quoted with backticks (`` `plan` ``); a double-quoted
-//!   `"plan"` would be a string.
+//!   `"plan"` would be a string. Quoted identifiers have the escape
+//!   sequences of string literals (BigQuery's lexical structure), so a
+//!   backslash or a backtick in a name is written `\\` or `` \` ``, and a
+//!   newline `\n` (a name `a\b` written as is would read as `a`,
+//!   backspace, ...).
 //! - String literals: backslashes start escape sequences and `''` is not
 //!   an escaped quote, and quoted strings cannot hold newlines, so
 //!   backslashes, quotes and newlines are written `\\`, `\'`, `\n`, `\r`.
@@ -276,9 +280,28 @@ impl Dialect for BigQuery {
         }
     }
 
-    /// `` `plan` ``
+    /// `` `plan` ``; `` `a\\b` `` for a name holding a backslash.
     fn identifier(&self, ident: &mut Ident) {
-        ident.quote_style = Some('`');
+        if ident.value.contains(['`', '\\', '\n', '\r']) {
+            // sqlparser's printer knows no escapes but doubled quotes: the
+            // escaped name is printed as the text of an unquoted one.
+            let mut quoted = String::with_capacity(ident.value.len() + 4);
+            quoted.push('`');
+            for c in ident.value.chars() {
+                match c {
+                    '`' => quoted.push_str("\\`"),
+                    '\\' => quoted.push_str("\\\\"),
+                    '\n' => quoted.push_str("\\n"),
+                    '\r' => quoted.push_str("\\r"),
+                    c => quoted.push(c),
+                }
+            }
+            quoted.push('`');
+            ident.value = quoted;
+            ident.quote_style = None;
+        } else {
+            ident.quote_style = Some('`');
+        }
     }
 
     /// `'it\'s'`
@@ -428,6 +451,10 @@ mod tests {
         let mut i = Ident::with_quote('"', "plan");
         BigQuery.identifier(&mut i);
         assert_eq!(i.to_string(), "`plan`");
+        // Quoted names read escapes like string literals.
+        let mut i = Ident::with_quote('"', "a\\b`c\nd");
+        BigQuery.identifier(&mut i);
+        assert_eq!(i.to_string(), "`a\\\\b\\`c\\nd`");
         for text in ["it's", "a\\b", "a\\'b", "''", "\\", "line\nbreak\r\n"] {
             let lit = BigQuery.string_literal(text).expect("needs escaping");
             let printed = format!("SELECT {lit}");
