@@ -741,38 +741,72 @@ fn handwritten_process_mode() -> Option<ExitCode> {
     })
 }
 
-fn handwritten_process(dir: &Path, sql: &Path) -> Result<f64, Error> {
-    let start = Instant::now();
-    let status = Command::new(std::env::current_exe()?)
-        .arg("--handwritten-process")
-        .arg(dir)
-        .arg(sql)
-        .status()?;
-    if !status.success() {
-        return Err(format!("the hand-written process failed ({status})").into());
-    }
-    Ok(start.elapsed().as_secs_f64())
+/// GNU time (Debian package `time`): the peak resident memory of a child
+/// process (`%M`, KiB), which std cannot read without `unsafe`. Where it is
+/// missing the benchmark times without measuring memory.
+const GNU_TIME: &str = "/usr/bin/time";
+
+/// A child process's wall time and, with GNU time, its peak resident
+/// memory (max RSS) in MiB.
+struct Measured {
+    seconds: f64,
+    peak_mib: Option<f64>,
 }
 
-/// `kpic run` as a user runs it: the release binary, the project's
-/// database file, the table printed (captured here).
-fn kpic_cli(kpic: &Path, dir: &Path) -> Result<f64, Error> {
+/// Runs `cmd` to completion (stdout and stderr captured), measured. Fails
+/// with its stderr when it exits non-zero.
+fn measured(mut cmd: Command, what: &str) -> Result<Measured, Error> {
+    let rss_file = std::env::temp_dir().join(format!("kpic-bench-rss-{}", std::process::id()));
+    let mut command = if Path::new(GNU_TIME).exists() {
+        let mut wrapped = Command::new(GNU_TIME);
+        wrapped
+            .arg("-f")
+            .arg("%M")
+            .arg("-o")
+            .arg(&rss_file)
+            .arg(cmd.get_program())
+            .args(cmd.get_args());
+        if let Some(dir) = cmd.get_current_dir() {
+            wrapped.current_dir(dir);
+        }
+        wrapped
+    } else {
+        std::mem::replace(&mut cmd, Command::new("true"))
+    };
     let start = Instant::now();
-    let out = Command::new(kpic)
-        .arg("--project")
-        .arg(dir)
-        .args(["--quiet", "--color", "never", "run"])
-        .output()?;
+    let out = command.output()?;
     let seconds = start.elapsed().as_secs_f64();
     if !out.status.success() {
         return Err(format!(
-            "kpic run failed ({}):\n{}",
+            "{what} failed ({}):\n{}",
             out.status,
             String::from_utf8_lossy(&out.stderr)
         )
         .into());
     }
-    Ok(seconds)
+    let peak_mib = std::fs::read_to_string(&rss_file)
+        .ok()
+        .and_then(|t| t.trim().lines().last()?.trim().parse::<f64>().ok())
+        .map(|kib| kib / 1024.0);
+    let _ = std::fs::remove_file(&rss_file);
+    Ok(Measured { seconds, peak_mib })
+}
+
+fn handwritten_process(dir: &Path, sql: &Path) -> Result<Measured, Error> {
+    let mut cmd = Command::new(std::env::current_exe()?);
+    cmd.arg("--handwritten-process").arg(dir).arg(sql);
+    measured(cmd, "the hand-written process")
+}
+
+/// `kpic run` as a user runs it: the release binary, the project's
+/// database file (DuckDB's memory limit at kpic's default, 2GB), the table
+/// printed (captured here).
+fn kpic_cli(kpic: &Path, dir: &Path) -> Result<Measured, Error> {
+    let mut cmd = Command::new(kpic);
+    cmd.arg("--project")
+        .arg(dir)
+        .args(["--quiet", "--color", "never", "run"]);
+    measured(cmd, "kpic run")
 }
 
 /// `kpic run` through the library, in this process, as the CLI calls it
@@ -971,7 +1005,7 @@ fn compare(kpic: &Table, other: &Table, what: &str) -> Result<Agreement, Error> 
 /// kpi_results, and kpic's in-process rows. Also the untimed warm-up of
 /// both sides (the files are then in the OS page cache for every side).
 fn check(kpic: &Path, dir: &Path, statements: &[String], what: &str) -> Result<(), Error> {
-    let cli = kpic_cli(kpic, dir)?;
+    let cli = kpic_cli(kpic, dir)?.seconds;
     let theirs = {
         let db = kpic::exec::open_read_only(&dir.join("target/kpic.duckdb"))?;
         read_table(
@@ -1001,6 +1035,18 @@ fn check(kpic: &Path, dir: &Path, statements: &[String], what: &str) -> Result<(
 
 // --- timing ---------------------------------------------------------------
 
+/// The issue's memory goal: `kpic run` succeeds within its DuckDB memory
+/// limit. DuckDB's limit bounds its buffer pool, not the process: the
+/// reading is the whole process's peak (binary, allocator, query state
+/// outside the pool), reported against the limit for a sense of scale.
+fn memory_verdict(peak_mib: Option<f64>) -> &'static str {
+    match peak_mib {
+        None => "not measured (install GNU time: apt-get install time)",
+        Some(m) if m <= 2048.0 => "within 2GB",
+        Some(_) => "above 2GB (the process; DuckDB's pool is capped at the limit)",
+    }
+}
+
 fn verdict(r: f64) -> &'static str {
     if r <= GOAL_RATIO { "PASS" } else { "FAIL" }
 }
@@ -1011,6 +1057,21 @@ struct Medians {
     hand_process: f64,
     lib: f64,
     cli: f64,
+    /// The largest peak resident memory over the rounds, MiB (GNU time).
+    cli_peak_mib: Option<f64>,
+    hand_process_peak_mib: Option<f64>,
+}
+
+/// The larger of two optional readings.
+fn max_reading(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.max(y)),
+        (x, y) => x.or(y),
+    }
+}
+
+fn fmt_mib(m: Option<f64>) -> String {
+    m.map_or_else(|| "n/a".to_string(), |m| format!("{m:.0} MiB"))
 }
 
 fn time_size(
@@ -1023,15 +1084,23 @@ fn time_size(
 ) -> Result<Medians, Error> {
     let (mut hand, mut hand_process, mut lib, mut cli) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut cli_peak, mut hand_peak) = (None, None);
     for round in 1..=repeat {
         let (h, _) = handwritten_in_process(statements)?;
         let hp = handwritten_process(dir, sql)?;
         let (l, _) = kpic_in_process(dir)?;
         let c = kpic_cli(kpic, dir)?;
         println!(
-            "round {round}:  hand-written {h:.3} s (as a process {hp:.3} s) | kpic in process \
-             {l:.3} s | kpic CLI {c:.3} s"
+            "round {round}:  hand-written {h:.3} s (as a process {:.3} s, peak {}) | kpic in process \
+             {l:.3} s | kpic CLI {:.3} s (peak {})",
+            hp.seconds,
+            fmt_mib(hp.peak_mib),
+            c.seconds,
+            fmt_mib(c.peak_mib)
         );
+        cli_peak = max_reading(cli_peak, c.peak_mib);
+        hand_peak = max_reading(hand_peak, hp.peak_mib);
+        let (hp, c) = (hp.seconds, c.seconds);
         hand.push(h);
         hand_process.push(hp);
         lib.push(l);
@@ -1043,6 +1112,8 @@ fn time_size(
         hand_process: median(&hand_process),
         lib: median(&lib),
         cli: median(&cli),
+        cli_peak_mib: cli_peak,
+        hand_process_peak_mib: hand_peak,
     };
     println!("medians of {repeat} rounds, seconds (every round in parentheses):");
     println!(
@@ -1064,6 +1135,13 @@ fn time_size(
         "  kpic run      CLI               {:>8.3}   ({}) <- start, … five tables into target/kpic.duckdb, exit",
         m.cli,
         fmt_times(&cli)
+    );
+    println!(
+        "memory:   peak resident memory (max RSS, GNU time) of kpic CLI {}, of the hand-written \
+         process {}; DuckDB memory_limit {MEMORY_LIMIT} on both: {}",
+        fmt_mib(m.cli_peak_mib),
+        fmt_mib(m.hand_process_peak_mib),
+        memory_verdict(m.cli_peak_mib)
     );
     let (ratio, cli_ratio) = (m.lib / m.hand, m.cli / m.hand_process);
     println!(
@@ -1383,13 +1461,22 @@ fn run(args: Args) -> Result<(), Error> {
         args.repeat
     );
     println!(
-        "  {:<6} {:>12} {:>10} {:>7} {:>6}   {:>12} {:>10} {:>7} {:>6}",
-        "size", "hand-written", "kpic", "ratio", "", "hand process", "kpic CLI", "ratio", ""
+        "  {:<6} {:>12} {:>10} {:>7} {:>6}   {:>12} {:>10} {:>7} {:>6}   {:>10}",
+        "size",
+        "hand-written",
+        "kpic",
+        "ratio",
+        "",
+        "hand process",
+        "kpic CLI",
+        "ratio",
+        "",
+        "kpic peak"
     );
     for m in &results {
         let (r, c) = (m.lib / m.hand, m.cli / m.hand_process);
         println!(
-            "  {:<6} {:>12.3} {:>10.3} {:>7.2} {:>6}   {:>12.3} {:>10.3} {:>7.2} {:>6}",
+            "  {:<6} {:>12.3} {:>10.3} {:>7.2} {:>6}   {:>12.3} {:>10.3} {:>7.2} {:>6}   {:>10}",
             m.label,
             m.hand,
             m.lib,
@@ -1398,7 +1485,8 @@ fn run(args: Args) -> Result<(), Error> {
             m.hand_process,
             m.cli,
             c,
-            verdict(c)
+            verdict(c),
+            fmt_mib(m.cli_peak_mib)
         );
     }
     Ok(())
