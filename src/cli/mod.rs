@@ -8,6 +8,7 @@ mod from_csv;
 mod import;
 mod init;
 mod output;
+mod progress;
 mod report;
 
 use std::io::Write;
@@ -469,7 +470,10 @@ fn write_compiled(
     dialect: &dyn crate::sql::Dialect,
 ) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
-    for table in crate::sql::OUTPUT_TABLES {
+    for table in crate::sql::OUTPUT_TABLES
+        .iter()
+        .chain(crate::sql::OUTPUT_VIEWS)
+    {
         if let Some(mut q) = compiled.standalone(table) {
             dialect.finish_standalone(&mut q);
             std::fs::write(dir.join(format!("{table}.sql")), format!("{q:#}\n"))?;
@@ -491,15 +495,26 @@ struct RunArgs {
     select: Vec<String>,
     #[arg(long, value_enum, default_value_t = RunFormat::Table)]
     format: RunFormat,
-    /// Also write each output table as CSV into this directory.
+    /// Also write each output table and the kpi_scorecard view into this
+    /// directory, as <name>.csv or <name>.parquet (--out-format).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// The file format of --out.
+    #[arg(long, value_enum, default_value_t = OutFormat::Csv, requires = "out")]
+    out_format: OutFormat,
     /// DuckDB memory limit (e.g. 2GB).
     #[arg(long)]
     memory_limit: Option<String>,
     /// Stop a build that runs longer than this many seconds.
     #[arg(long)]
     timeout: Option<f64>,
+}
+
+/// The file format of `kpic run --out`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum OutFormat {
+    Csv,
+    Parquet,
 }
 
 fn run(ctx: &Ctx, args: RunArgs) -> Outcome {
@@ -552,7 +567,21 @@ fn run(ctx: &Ctx, args: RunArgs) -> Outcome {
         memory_limit: memory_limit_arg(args.memory_limit.as_deref(), &model),
         timeout,
     };
-    let outcome = match crate::exec::run_build(&model.project, &compiled, &run_options) {
+    let export = args.out.clone().map(|dir| crate::exec::Export {
+        dir,
+        format: match args.out_format {
+            OutFormat::Csv => crate::exec::ExportFormat::Csv,
+            OutFormat::Parquet => crate::exec::ExportFormat::Parquet,
+        },
+    });
+    let progress = progress::for_stderr(ctx.quiet);
+    let outcome = match crate::exec::run_build_with(
+        &model.project,
+        &compiled,
+        &run_options,
+        progress.as_ref(),
+        export.as_ref(),
+    ) {
         Ok(o) => o,
         Err(d) => {
             ctx.report(&d, &model.sources);
@@ -570,11 +599,13 @@ fn run(ctx: &Ctx, args: RunArgs) -> Outcome {
         plan.kpis.len(),
         run_options.database
     ));
-    if let Some(dir) = &args.out
-        && let Err(e) = output::write_csv(dir, &rows)
-    {
-        eprintln!("error: cannot write `{}`: {e}", dir.display());
-        return Outcome::Failure;
+    if let Some(e) = &export {
+        ctx.info(&format!(
+            "{} tables and views written to {} as {}",
+            compiled.outputs.len() + compiled.views.len(),
+            e.dir.display(),
+            e.format.extension()
+        ));
     }
     output::print_results(&model, &rows, args.format, ctx.color_stdout);
     Outcome::Ok
