@@ -600,11 +600,17 @@ fn run(ctx: &Ctx, args: RunArgs) -> Outcome {
         run_options.database
     ));
     if let Some(e) = &export {
+        let names: Vec<&str> = compiled
+            .outputs
+            .iter()
+            .chain(&compiled.views)
+            .map(|o| o.table.as_str())
+            .collect();
         ctx.info(&format!(
-            "{} tables and views written to {} as {}",
-            compiled.outputs.len() + compiled.views.len(),
-            e.dir.display(),
-            e.format.extension()
+            "wrote {} as .{} files into {}",
+            names.join(", "),
+            e.format.extension(),
+            e.dir.display()
         ));
     }
     output::print_results(&model, &rows, args.format, ctx.color_stdout);
