@@ -8,6 +8,7 @@ mod from_csv;
 mod import;
 mod init;
 mod output;
+mod progress;
 mod report;
 
 use std::io::Write;
@@ -490,7 +491,10 @@ fn write_compiled(
     dialect: &dyn crate::sql::Dialect,
 ) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
-    for table in crate::sql::OUTPUT_TABLES {
+    for table in crate::sql::OUTPUT_TABLES
+        .iter()
+        .chain(crate::sql::OUTPUT_VIEWS)
+    {
         if let Some(mut q) = compiled.standalone(table) {
             dialect.finish_standalone(&mut q);
             std::fs::write(dir.join(format!("{table}.sql")), format!("{q:#}\n"))?;
@@ -512,15 +516,26 @@ struct RunArgs {
     select: Vec<String>,
     #[arg(long, value_enum, default_value_t = RunFormat::Table)]
     format: RunFormat,
-    /// Also write each output table as CSV into this directory.
+    /// Also write each output table and the kpi_scorecard view into this
+    /// directory, as <name>.csv or <name>.parquet (--out-format).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// The file format of --out.
+    #[arg(long, value_enum, default_value_t = OutFormat::Csv, requires = "out")]
+    out_format: OutFormat,
     /// DuckDB memory limit (e.g. 2GB).
     #[arg(long)]
     memory_limit: Option<String>,
     /// Stop a build that runs longer than this many seconds.
     #[arg(long)]
     timeout: Option<f64>,
+}
+
+/// The file format of `kpic run --out`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum OutFormat {
+    Csv,
+    Parquet,
 }
 
 /// The options of `kpic run` that decide a build (shared with `kpic report`).
@@ -530,6 +545,8 @@ struct BuildOptions<'a> {
     select: &'a [String],
     memory_limit: Option<&'a str>,
     timeout: Option<f64>,
+    /// `kpic run --out`: the tables also written as files.
+    export: Option<crate::exec::Export>,
 }
 
 /// What [`build`] wrote.
@@ -538,6 +555,8 @@ struct Built {
     plan: crate::plan::Plan,
     outcome: crate::exec::RunOutcome,
     run_options: crate::exec::RunOptions,
+    /// The tables and views written (the names `--out` wrote files for).
+    outputs: Vec<String>,
 }
 
 /// analyze → plan → bind → [`crate::exec::run_build`]: the output tables
@@ -578,22 +597,43 @@ fn build(ctx: &Ctx, args: &BuildOptions) -> Result<Built, Outcome> {
         memory_limit: memory_limit_arg(args.memory_limit, &model),
         timeout,
     };
-    let outcome = match crate::exec::run_build(&model.project, &compiled, &run_options) {
+    let progress = progress::for_stderr(ctx.quiet);
+    let outcome = match crate::exec::run_build_with(
+        &model.project,
+        &compiled,
+        &run_options,
+        progress.as_ref(),
+        args.export.as_ref(),
+    ) {
         Ok(o) => o,
         Err(d) => {
             ctx.report(&d, &model.sources);
             return Err(failure_kind(&d));
         }
     };
+    let outputs = compiled
+        .outputs
+        .iter()
+        .chain(&compiled.views)
+        .map(|o| o.table.clone())
+        .collect();
     Ok(Built {
         model,
         plan,
         outcome,
         run_options,
+        outputs,
     })
 }
 
 fn run(ctx: &Ctx, args: RunArgs) -> Outcome {
+    let export = args.out.clone().map(|dir| crate::exec::Export {
+        dir,
+        format: match args.out_format {
+            OutFormat::Csv => crate::exec::ExportFormat::Csv,
+            OutFormat::Parquet => crate::exec::ExportFormat::Parquet,
+        },
+    });
     let built = build(
         ctx,
         &BuildOptions {
@@ -602,6 +642,7 @@ fn run(ctx: &Ctx, args: RunArgs) -> Outcome {
             select: &args.select,
             memory_limit: args.memory_limit.as_deref(),
             timeout: args.timeout,
+            export: export.clone(),
         },
     );
     let Built {
@@ -609,6 +650,7 @@ fn run(ctx: &Ctx, args: RunArgs) -> Outcome {
         plan,
         outcome,
         run_options,
+        outputs,
     } = match built {
         Ok(b) => b,
         Err(o) => return o,
@@ -624,11 +666,13 @@ fn run(ctx: &Ctx, args: RunArgs) -> Outcome {
         plan.kpis.len(),
         run_options.database
     ));
-    if let Some(dir) = &args.out
-        && let Err(e) = output::write_csv(dir, &rows)
-    {
-        eprintln!("error: cannot write `{}`: {e}", dir.display());
-        return Outcome::Failure;
+    if let Some(e) = &export {
+        ctx.info(&format!(
+            "wrote {} as .{} files into {}",
+            outputs.join(", "),
+            e.format.extension(),
+            e.dir.display()
+        ));
     }
     output::print_results(&model, &rows, args.format, ctx.color_stdout);
     Outcome::Ok

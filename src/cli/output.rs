@@ -6,7 +6,6 @@
 //! override cannot drive the terminal; CSV and JSON keep exact values.
 
 use std::io::Write;
-use std::path::Path;
 
 use comfy_table::{Cell, Color, ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
 
@@ -174,15 +173,6 @@ pub fn print_results(model: &SemanticModel, rows: &[KpiRow], format: RunFormat, 
 }
 
 /// Writes kpi_results as `DIR/kpi_results.csv`.
-pub fn write_csv(dir: &Path, rows: &[KpiRow]) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    let mut w = csv::Writer::from_path(dir.join("kpi_results.csv"))?;
-    for r in rows {
-        w.serialize(r)?;
-    }
-    w.flush()
-}
-
 pub fn list(model: &SemanticModel, json: bool) {
     let p = &model.project;
     let relation = |r: &Relation| match r {

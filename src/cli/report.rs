@@ -45,6 +45,7 @@ pub(super) fn report(ctx: &Ctx, args: ReportArgs) -> Outcome {
             select: &[],
             memory_limit: args.memory_limit.as_deref(),
             timeout: args.timeout,
+            export: None,
         },
     );
     let Built {
@@ -52,6 +53,7 @@ pub(super) fn report(ctx: &Ctx, args: ReportArgs) -> Outcome {
         plan,
         outcome,
         run_options,
+        ..
     } = match built {
         Ok(b) => b,
         Err(o) => return o,

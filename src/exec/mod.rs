@@ -32,6 +32,51 @@ pub struct RunOptions {
     pub timeout: Option<Duration>,
 }
 
+/// What a build reports while it runs, for a progress indicator. exec
+/// calls it; the command line draws it (exec prints nothing). Every
+/// method has an empty default.
+pub trait BuildProgress {
+    /// The build's statements start: `total` steps (BEGIN and COMMIT
+    /// included).
+    fn start(&self, _total: usize) {}
+    /// Step `index` (0-based) of `total` starts; `what` says what it
+    /// computes, for people (`KPI revenue: comparisons`).
+    fn step(&self, _index: usize, _total: usize, _what: &str) {}
+    /// The build ended (committed, failed or timed out).
+    fn finish(&self) {}
+}
+
+/// No progress reporting.
+pub struct NoProgress;
+
+impl BuildProgress for NoProgress {}
+
+/// The file format of [`Export`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportFormat {
+    /// CSV with a header row (DuckDB's `COPY … (FORMAT csv, HEADER)`).
+    Csv,
+    /// Parquet (DuckDB's `COPY … (FORMAT parquet)`), with the tables' types.
+    Parquet,
+}
+
+impl ExportFormat {
+    pub fn extension(self) -> &'static str {
+        match self {
+            ExportFormat::Csv => "csv",
+            ExportFormat::Parquet => "parquet",
+        }
+    }
+}
+
+/// Writes every output table and view, once committed, as
+/// `dir/<name>.<extension>`.
+#[derive(Debug, Clone)]
+pub struct Export {
+    pub dir: PathBuf,
+    pub format: ExportFormat,
+}
+
 /// One kpi_results row, as printed by `kpic run`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct KpiRow {
@@ -181,11 +226,13 @@ fn run_in_transaction(
     conn: &Connection,
     statements: &[crate::sql::BuildStatement],
     watch: &Watch,
+    progress: &dyn Fn(usize),
 ) -> Result<(), (usize, String)> {
     let rollback = |step: usize, e: String| {
         let _ = conn.execute_batch("ROLLBACK");
         Err((step, e))
     };
+    progress(0);
     watch.enter(0);
     conn.execute_batch("BEGIN TRANSACTION")
         .map_err(|e| (0, e.to_string()))?;
@@ -196,6 +243,7 @@ fn run_in_transaction(
         if watch.fired() {
             return rollback(i + 1, "timed out".into());
         }
+        progress(i + 1);
         watch.enter(i + 1);
         if let Err(e) = conn.execute_batch(&st.sql) {
             return rollback(i + 1, e.to_string());
@@ -205,16 +253,32 @@ fn run_in_transaction(
     if watch.fired() {
         return rollback(commit, "timed out".into());
     }
+    progress(commit);
     watch.enter(commit);
     conn.execute_batch("COMMIT")
         .map_err(|e| (commit, e.to_string()))
 }
 
-/// Checks joins, then replaces the output tables in one transaction.
+/// Checks joins, then replaces the output tables and views in one
+/// transaction.
 pub fn run_build(
     project: &Project,
     compiled: &CompiledSql,
     options: &RunOptions,
+) -> Result<RunOutcome, Diagnostics> {
+    run_build_with(project, compiled, options, &NoProgress, None)
+}
+
+/// [`run_build`], reporting each step to `progress` and, once the new
+/// tables are committed, writing them out as `export` says (on the same
+/// connection, so a `:memory:` database can be exported too). A failed
+/// export leaves the committed tables in place and is a KPI401.
+pub fn run_build_with(
+    project: &Project,
+    compiled: &CompiledSql,
+    options: &RunOptions,
+    progress: &dyn BuildProgress,
+    export: Option<&Export>,
 ) -> Result<RunOutcome, Diagnostics> {
     let conn = open(&project.root, options).map_err(Diagnostics::from)?;
     let mut diags = Diagnostics::new();
@@ -269,9 +333,16 @@ pub fn run_build(
         s if s > statements.len() => "commit",
         s => statements[s - 1].label.as_str(),
     };
+    let total = statements.len() + 2;
+    let descriptions: Vec<String> = (0..total)
+        .map(|step| describe_step(project, label_of(step)))
+        .collect();
+    progress.start(total);
+    let report = |step: usize| progress.step(step, total, &descriptions[step]);
     let (result, fired_at) = watched(&conn, options.timeout, |watch| {
-        run_in_transaction(&conn, &statements, watch)
+        run_in_transaction(&conn, &statements, watch, &report)
     });
+    progress.finish();
     if let Err((failed, e)) = result {
         // On a timeout, name the step that was running when it passed:
         // DuckDB may only notice the interrupt in a later statement.
@@ -321,6 +392,9 @@ pub fn run_build(
             d = d.at(span, "while reading this source");
         }
         return Err(d.into());
+    }
+    if let Some(export) = export {
+        export_outputs(&conn, compiled, export).map_err(Diagnostics::from)?;
     }
     let rows = read_results(&conn).map_err(|e| {
         Diagnostics::from(Diagnostic::new(
@@ -394,7 +468,100 @@ fn build_statements(compiled: &CompiledSql) -> Vec<crate::sql::BuildStatement> {
             sql: format!("CREATE OR REPLACE TABLE {} AS {q:#}", o.table),
         });
     }
+    // Views over the output tables, in the same transaction: a reader sees
+    // the old tables and view or the new ones.
+    for v in &compiled.views {
+        let view = crate::sql::Dialect::create_view(
+            &crate::sql::dialect::DuckDb,
+            &v.table,
+            v.query.clone(),
+        );
+        statements.push(BuildStatement {
+            label: v.table.clone(),
+            sql: format!("{view:#}"),
+        });
+    }
     statements
+}
+
+/// A build step for people: `KPI revenue: comparisons`, `scanning orders`,
+/// `writing kpi_results`.
+fn describe_step(project: &Project, label: &str) -> String {
+    match label {
+        "transaction" => return "starting the transaction".into(),
+        "commit" => return "committing the new tables".into(),
+        _ => {}
+    }
+    if crate::sql::OUTPUT_TABLES.contains(&label) {
+        return format!("writing {label}");
+    }
+    if crate::sql::OUTPUT_VIEWS.contains(&label) {
+        return format!("creating view {label}");
+    }
+    if let Some(k) = kpi_of_step(project, label) {
+        let name = &k.name.value;
+        let (members, rest) = match label.strip_prefix("kpic_kb_") {
+            Some(rest) => ("breakdown ", rest),
+            None => ("", label.trim_start_matches("kpic_k_")),
+        };
+        let part = rest.get(name.len() + 1..).unwrap_or(rest);
+        let part = match part {
+            "vals" => "values and targets",
+            "cmp" => "comparisons",
+            "drv" => "drivers",
+            "eff" => "effects",
+            other => other,
+        };
+        return format!("KPI {name}: {members}{part}");
+    }
+    if let Some(source) = label.strip_prefix("kpic_scan_") {
+        return format!("scanning {source}");
+    }
+    if label.starts_with("kpic_agg_") || label.starts_with("kpic_win_") {
+        return format!("aggregating {}", label.trim_start_matches("kpic_"));
+    }
+    label.to_string()
+}
+
+/// Writes every output table and view as `export.dir/<name>.<ext>` with
+/// DuckDB's `COPY`, from the committed tables.
+fn export_outputs(
+    conn: &Connection,
+    compiled: &CompiledSql,
+    export: &Export,
+) -> Result<(), Diagnostic> {
+    let fail = |e: String| {
+        Diagnostic::new(
+            Code::Database,
+            format!(
+                "the new tables are written, but exporting them to `{}` failed: {e}",
+                export.dir.display()
+            ),
+        )
+        .with_help("check that the directory can be created and written")
+    };
+    std::fs::create_dir_all(&export.dir).map_err(|e| fail(e.to_string()))?;
+    let options = match export.format {
+        ExportFormat::Csv => "FORMAT csv, HEADER",
+        ExportFormat::Parquet => "FORMAT parquet",
+    };
+    let names = compiled
+        .outputs
+        .iter()
+        .chain(&compiled.views)
+        .map(|o| o.table.as_str());
+    for name in names {
+        let path = export
+            .dir
+            .join(format!("{name}.{}", export.format.extension()));
+        let target = path.to_string_lossy().replace('\'', "''");
+        // Output names are kpic's own (`kpi_results`, …): no quoting needed.
+        conn.execute_batch(&format!(
+            "COPY (SELECT * FROM {name}) TO '{target}' ({options})"
+        ))
+        .map_err(|e| fail(format!("{}: {e}", path.display())))?;
+    }
+    Ok(())
 }
 
 /// The KPI a per-KPI step belongs to: `kpic_k_<kpi>_<step>` or
@@ -777,7 +944,7 @@ mod tests {
             statement("one", "CREATE TABLE one AS SELECT 1 AS x"),
             statement("two", "CREATE TABLE two AS SELECT 2 AS x"),
         ];
-        let result = run_in_transaction(&conn, &statements, &watch);
+        let result = run_in_transaction(&conn, &statements, &watch, &|_| {});
         assert_eq!(result.map_err(|(step, _)| step), Err(1));
         let created: i64 = conn
             .query_row(

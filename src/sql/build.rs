@@ -462,6 +462,28 @@ pub fn running_sum(e: Expr, partition: Vec<Expr>, order: Expr) -> Expr {
     over("sum", e, partition, order, Some(frame))
 }
 
+/// `row_number() OVER (PARTITION BY partition ORDER BY order DESC)`: 1 on
+/// each partition's latest row.
+pub fn row_number_desc(partition: Vec<Expr>, order: Expr) -> Expr {
+    let mut f = function("row_number", vec![]);
+    f.over = Some(sqlparser::ast::WindowType::WindowSpec(
+        sqlparser::ast::WindowSpec {
+            window_name: None,
+            partition_by: partition,
+            order_by: vec![OrderByExpr {
+                expr: order,
+                options: OrderByOptions {
+                    sort: Some(sqlparser::ast::OrderBySort::Desc),
+                    nulls_first: None,
+                },
+                with_fill: None,
+            }],
+            window_frame: None,
+        },
+    ));
+    Expr::Function(f)
+}
+
 fn over(
     name: &str,
     e: Expr,

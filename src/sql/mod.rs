@@ -8,6 +8,7 @@
 pub mod build;
 pub mod dialect;
 mod render;
+pub mod scorecard;
 
 use std::collections::BTreeSet;
 
@@ -48,6 +49,9 @@ pub struct CompiledSql {
     pub dialect: &'static str,
     pub named: Vec<NamedQuery>,
     pub outputs: Vec<OutputQuery>,
+    /// Views over the output tables ([`OUTPUT_VIEWS`]), created after them
+    /// in the same transaction; their SELECTs read only output tables.
+    pub views: Vec<OutputQuery>,
     pub checks: Vec<CheckQuery>,
     /// KPI name → hash of its compiled definition.
     pub definition_hashes: Vec<(String, String)>,
@@ -74,6 +78,10 @@ pub const OUTPUT_TABLES: &[&str] = &[
     "kpi_drivers",
     "kpi_definitions",
 ];
+
+/// Names of the views over the output tables, created after them (the
+/// `kpi_scorecard`, see [`scorecard`]).
+pub const OUTPUT_VIEWS: &[&str] = &[scorecard::SCORECARD];
 
 impl CompiledSql {
     fn named(&self, name: &str) -> Option<&NamedQuery> {
@@ -125,9 +133,14 @@ impl CompiledSql {
         ))
     }
 
-    /// The standalone SELECT of one output table (every step as a CTE).
+    /// The standalone SELECT of one output table (every step as a CTE), or
+    /// of a view (which reads the output tables, so runs after a build).
     pub fn standalone(&self, table: &str) -> Option<Query> {
-        let out = self.outputs.iter().find(|o| o.table == table)?;
+        let out = self
+            .outputs
+            .iter()
+            .chain(&self.views)
+            .find(|o| o.table == table)?;
         let ctes = self.closure(&out.deps, &BTreeSet::new());
         Some(build::with(out.query.clone(), ctes))
     }
@@ -175,6 +188,15 @@ impl CompiledSql {
                 sql: format!("{:#}", create_table_as(&o.table, q, false)),
             });
         }
+        for v in &self.views {
+            stmts.push(BuildStatement {
+                label: v.table.clone(),
+                sql: format!(
+                    "{:#}",
+                    dialect::DuckDb.create_view(&v.table, v.query.clone())
+                ),
+            });
+        }
         stmts
     }
 
@@ -217,8 +239,21 @@ impl CompiledSql {
                 (o.table.clone(), build::with(o.query.clone(), ctes))
             })
             .collect();
+        // Engines whose views bind to the tables they read refuse to drop
+        // a table a view reads: the views go first (inside the transaction
+        // where there is one) and come back after the tables.
+        for v in &self.views {
+            if let Some(st) = dialect.drop_view(&v.table) {
+                push(None, &st);
+            }
+        }
         for st in dialect.replace_tables(outputs) {
             push(None, &st);
+        }
+        for v in &self.views {
+            let mut q = v.query.clone();
+            dialect.finish_standalone(&mut q);
+            push(Some(&v.table), &dialect.create_view(&v.table, q));
         }
         for st in dialect.build_epilogue() {
             push(None, &st);

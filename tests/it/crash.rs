@@ -20,7 +20,9 @@
 //!   and `--timeout` exit non-zero, say which step (and which KPI) failed,
 //!   and leave the tables as they were.
 //!
-//! A **fingerprint** of the five tables is, per table, its columns and
+//! A **fingerprint** of the five tables (and the kpi_scorecard view over
+//! them, which must follow them: its columns come from duckdb_columns(),
+//! its rows from reading it) is, per table, its columns and
 //! types, its row count and an order-independent checksum of its rows
 //! computed in DuckDB (`sum(hash(row))`); reading it reads every row and
 //! every column. The only thing left out is `kpi_definitions.computed_at`,
@@ -49,12 +51,16 @@ use std::time::{Duration, Instant};
 use crate::cli::{expect_code, stderr};
 use crate::common::Project;
 
-const TABLES: [&str; 5] = [
+/// The five output tables and the `kpi_scorecard` view over them (issue
+/// 6): a reader must see the view of the same run as the tables, never a
+/// missing or half-replaced one.
+const TABLES: [&str; 6] = [
     "kpi_results",
     "kpi_metrics",
     "kpi_breakdowns",
     "kpi_drivers",
     "kpi_definitions",
+    "kpi_scorecard",
 ];
 
 const DEFAULT_SEED: u64 = 20_260_515;
@@ -300,7 +306,7 @@ fn fingerprint_on(conn: &duckdb::Connection) -> Result<Print, String> {
                 )
                 .map_err(|e| format!("{t}: columns: {e}"))?;
             let columns = columns.ok_or_else(|| format!("{t}: the table does not exist"))?;
-            let except = if *t == "kpi_definitions" {
+            let except = if *t == "kpi_definitions" || *t == "kpi_scorecard" {
                 " EXCLUDE (computed_at)"
             } else {
                 ""

@@ -100,8 +100,8 @@ fn compile(p: &Project, dialect: &str, as_of: Option<&str>) -> (PathBuf, Vec<Pat
     files.sort();
     assert_eq!(
         files.len(),
-        6,
-        "five SELECTs and build.sql in {}",
+        7,
+        "five SELECTs, the kpi_scorecard view's and build.sql in {}",
         dir.display()
     );
     (dir, files)

@@ -34,6 +34,7 @@ const OUTPUTS: &[&str] = &[
     "kpi_breakdowns",
     "kpi_drivers",
     "kpi_definitions",
+    "kpi_scorecard",
 ];
 
 /// Columns that identify a row of each output table (rows are compared in

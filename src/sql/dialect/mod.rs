@@ -473,6 +473,30 @@ pub trait Dialect {
             .collect()
     }
 
+    /// `CREATE OR REPLACE VIEW name AS query`: a view over the output
+    /// tables (`kpi_scorecard`), created after [`Dialect::replace_tables`].
+    fn create_view(&self, name: &str, query: Query) -> Statement {
+        let mut statement = skeleton(
+            self.as_dyn(),
+            "CREATE OR REPLACE VIEW kpic_t AS SELECT 1",
+            &[("kpic_t", name)],
+            None,
+        );
+        match &mut statement {
+            Statement::CreateView(view) => *view.query = query,
+            // The skeleton is a constant that parses as a view.
+            _ => unreachable!("CREATE VIEW skeleton"),
+        }
+        statement
+    }
+
+    /// A statement run before [`Dialect::replace_tables`] that removes the
+    /// view `name`, for engines that refuse to drop a table a view reads
+    /// (PostgreSQL, Redshift); `None` where views bind by name when read.
+    fn drop_view(&self, _name: &str) -> Option<Statement> {
+        None
+    }
+
     /// `self` as a trait object (for the default methods above).
     fn as_dyn(&self) -> &dyn Dialect;
 }

@@ -198,6 +198,11 @@ pub fn plan_to_sql(plan: &Plan, model: &SemanticModel, dialect: &dyn Dialect) ->
         dialect: dialect.name(),
         named,
         outputs,
+        views: vec![OutputQuery {
+            table: super::scorecard::SCORECARD.into(),
+            query: super::scorecard::scorecard_query(),
+            deps: vec![],
+        }],
         checks,
         definition_hashes: hashes,
     };
@@ -210,6 +215,7 @@ pub fn plan_to_sql(plan: &Plan, model: &SemanticModel, dialect: &dyn Dialect) ->
     compiled
         .outputs
         .iter_mut()
+        .chain(compiled.views.iter_mut())
         .for_each(|o| translate(&mut o.query));
     compiled
         .checks
