@@ -15,53 +15,9 @@ use crate::exec::KpiRow;
 use crate::model::{Format, MetricKind, Relation};
 use crate::semantic::SemanticModel;
 
-/// Formats a number for people: thousands separators, percent or currency.
+/// Formats a number for people (see [`Format::display`]).
 pub fn format_number(v: Option<f64>, format: Format) -> String {
-    let Some(v) = v else { return "–".into() };
-    if !v.is_finite() {
-        return v.to_string();
-    }
-    match format {
-        Format::Percent => format!("{:.2}%", v * 100.0),
-        Format::Currency => {
-            let digits = group(v.abs(), 0);
-            if v < 0.0 && digits.chars().any(|c| c.is_ascii_digit() && c != '0') {
-                format!("-${digits}")
-            } else {
-                format!("${digits}")
-            }
-        }
-        Format::Number => {
-            let decimals = if v.fract() == 0.0 || v.abs() >= 1000.0 {
-                0
-            } else {
-                2
-            };
-            group(v, decimals)
-        }
-    }
-}
-
-fn group(v: f64, decimals: usize) -> String {
-    let s = format!("{:.*}", decimals, v.abs());
-    let (int, frac) = s
-        .split_once('.')
-        .map_or((s.as_str(), None), |(i, f)| (i, Some(f)));
-    let mut out = String::new();
-    for (i, c) in int.chars().enumerate() {
-        if i > 0 && (int.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    if let Some(f) = frac {
-        out.push('.');
-        out.push_str(f);
-    }
-    if v < 0.0 && out.chars().any(|c| c.is_ascii_digit() && c != '0') {
-        out.insert(0, '-');
-    }
-    out
+    format.display(v)
 }
 
 pub(super) fn pct(v: Option<f64>) -> String {

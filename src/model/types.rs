@@ -97,6 +97,54 @@ impl Format {
             Format::Percent => "percent",
         }
     }
+
+    /// A value for people, as `kpic run`, `explain` and the report show
+    /// it: thousands separators, `$` for currency, percent for percent,
+    /// `–` for NULL.
+    pub fn display(self, v: Option<f64>) -> String {
+        let Some(v) = v else { return "–".into() };
+        if !v.is_finite() {
+            return v.to_string();
+        }
+        let (prefix, digits) = match self {
+            Format::Percent => return format!("{:.2}%", v * 100.0),
+            Format::Currency => ("$", group_thousands(v.abs(), 0)),
+            Format::Number => {
+                let decimals = if v.fract() == 0.0 || v.abs() >= 1000.0 {
+                    0
+                } else {
+                    2
+                };
+                ("", group_thousands(v.abs(), decimals))
+            }
+        };
+        // No `-0`: a negative value that rounds to zero is shown as zero.
+        if v < 0.0 && digits.chars().any(|c| c.is_ascii_digit() && c != '0') {
+            format!("-{prefix}{digits}")
+        } else {
+            format!("{prefix}{digits}")
+        }
+    }
+}
+
+/// `v` (non-negative) with `decimals` decimals and thousands separators.
+fn group_thousands(v: f64, decimals: usize) -> String {
+    let s = format!("{v:.decimals$}");
+    let (int, frac) = s
+        .split_once('.')
+        .map_or((s.as_str(), None), |(i, f)| (i, Some(f)));
+    let mut out = String::new();
+    for (i, c) in int.chars().enumerate() {
+        if i > 0 && (int.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if let Some(f) = frac {
+        out.push('.');
+        out.push_str(f);
+    }
+    out
 }
 
 /// The date whose period is "current".

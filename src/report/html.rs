@@ -36,57 +36,9 @@ pub fn esc(text: &str) -> String {
     out
 }
 
-/// A number for people, as `kpic run` prints it: thousands separators,
-/// `$` for currency, percent for percent.
+/// A number for people, as `kpic run` prints it (see [`Format::display`]).
 pub fn format_value(v: Option<f64>, format: Format) -> String {
-    let Some(v) = v else { return "–".into() };
-    if !v.is_finite() {
-        return v.to_string();
-    }
-    match format {
-        Format::Percent => format!("{:.2}%", v * 100.0),
-        Format::Currency => {
-            let digits = group(v.abs(), 0);
-            if v < 0.0 && digits.chars().any(|c| c.is_ascii_digit() && c != '0') {
-                format!("-${digits}")
-            } else {
-                format!("${digits}")
-            }
-        }
-        Format::Number => {
-            let decimals = if v.fract() == 0.0 || v.abs() >= 1000.0 {
-                0
-            } else {
-                2
-            };
-            let digits = group(v.abs(), decimals);
-            if v < 0.0 && digits.chars().any(|c| c.is_ascii_digit() && c != '0') {
-                format!("-{digits}")
-            } else {
-                digits
-            }
-        }
-    }
-}
-
-/// `v` (non-negative) with `decimals` decimals and thousands separators.
-fn group(v: f64, decimals: usize) -> String {
-    let s = format!("{v:.decimals$}");
-    let (int, frac) = s
-        .split_once('.')
-        .map_or((s.as_str(), None), |(i, f)| (i, Some(f)));
-    let mut out = String::new();
-    for (i, c) in int.chars().enumerate() {
-        if i > 0 && (int.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    if let Some(f) = frac {
-        out.push('.');
-        out.push_str(f);
-    }
-    out
+    format.display(v)
 }
 
 /// A ratio as a signed percentage (`+3.1%`).
