@@ -4,11 +4,10 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{Ctx, Outcome, failure_kind, parse_as_of_arg, require_project_dir};
+use super::{Ctx, Outcome, parse_as_of_arg, plan_and_compile, require_project_dir};
 use crate::dbt::emit::{AsOfNote, EmittedFile, GENERATED, PROPERTIES_FILE, emit_files};
 use crate::diagnostics::{Code, Diagnostic, Diagnostics};
 use crate::model::{AsOf, Relation};
-use crate::plan::PlanOptions;
 
 #[derive(clap::Subcommand, Debug)]
 pub(super) enum DbtCommand {
@@ -86,24 +85,10 @@ fn emit(ctx: &Ctx, out: Option<PathBuf>, check: bool, as_of: Option<String>) -> 
         eprintln!("error: unknown dialect `{dialect_name}`");
         return Outcome::Failure;
     };
-    let plan_options = PlanOptions {
-        as_of,
-        select: vec![],
-        local_files: false,
+    let (_, compiled) = match plan_and_compile(ctx, &model, dialect.as_ref(), as_of, false) {
+        Ok(c) => c,
+        Err(o) => return o,
     };
-    let plan = match crate::plan::plan_kpis(&model, &plan_options) {
-        Ok(p) => p,
-        Err(d) => {
-            ctx.report(&d, &model.sources);
-            return failure_kind(&d);
-        }
-    };
-    let refused = crate::sql::dialect_problems(&model, dialect.as_ref());
-    if refused.has_errors() {
-        ctx.report(&refused, &model.sources);
-        return Outcome::ProjectErrors;
-    }
-    let compiled = crate::sql::plan_to_sql(&plan, &model, dialect.as_ref());
     let note = match as_of.unwrap_or(model.project.config.as_of) {
         AsOf::Date(d) => AsOfNote::Date(d.to_string()),
         AsOf::Latest => AsOfNote::Latest,

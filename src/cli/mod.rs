@@ -447,24 +447,12 @@ fn compile(
         ctx.report(&d.into(), &model.sources);
         return Outcome::Failure;
     };
-    let options = PlanOptions {
-        as_of,
-        select: vec![],
-        local_files: dialect.name() == "duckdb",
+    let local_files = dialect.name() == "duckdb";
+    let (plan, compiled) = match plan_and_compile(ctx, &model, dialect.as_ref(), as_of, local_files)
+    {
+        Ok(c) => c,
+        Err(o) => return o,
     };
-    let plan = match crate::plan::plan_kpis(&model, &options) {
-        Ok(p) => p,
-        Err(d) => {
-            ctx.report(&d, &model.sources);
-            return failure_kind(&d);
-        }
-    };
-    let refused = crate::sql::dialect_problems(&model, dialect.as_ref());
-    if refused.has_errors() {
-        ctx.report(&refused, &model.sources);
-        return Outcome::ProjectErrors;
-    }
-    let compiled = crate::sql::plan_to_sql(&plan, &model, dialect.as_ref());
     let out_dir = out
         .unwrap_or_else(|| {
             ctx.root
@@ -483,6 +471,33 @@ fn compile(
         out_dir.display()
     ));
     Outcome::Ok
+}
+
+/// plan → the dialect's refusals → SQL, for `compile` and `dbt emit`;
+/// diagnostics are reported.
+fn plan_and_compile(
+    ctx: &Ctx,
+    model: &SemanticModel,
+    dialect: &dyn crate::sql::Dialect,
+    as_of: Option<AsOf>,
+    local_files: bool,
+) -> Result<(crate::plan::Plan, crate::sql::CompiledSql), Outcome> {
+    let options = PlanOptions {
+        as_of,
+        select: vec![],
+        local_files,
+    };
+    let plan = crate::plan::plan_kpis(model, &options).map_err(|d| {
+        ctx.report(&d, &model.sources);
+        failure_kind(&d)
+    })?;
+    let refused = crate::sql::dialect_problems(model, dialect);
+    if refused.has_errors() {
+        ctx.report(&refused, &model.sources);
+        return Err(Outcome::ProjectErrors);
+    }
+    let compiled = crate::sql::plan_to_sql(&plan, model, dialect);
+    Ok((plan, compiled))
 }
 
 fn write_compiled(
