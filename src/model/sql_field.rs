@@ -45,6 +45,7 @@ pub fn parse_expr(text: &str, span: Span, sources: &SourceMap) -> Result<SqlExpr
     match result {
         Ok(expr) => {
             read_only(&expr, span)?;
+            no_colon_paths(&expr, span)?;
             Ok(SqlExpr {
                 expr,
                 text: text.to_string(),
@@ -74,6 +75,7 @@ pub fn parse_query(
     });
     let q = result.map_err(|e| syntax_error(e, text, span, sources))?;
     read_only(&q, span)?;
+    no_colon_paths(&q, span)?;
     Ok(q)
 }
 
@@ -273,6 +275,35 @@ fn read_only<V: Visit>(node: &V, span: Span) -> Result<(), Diagnostic> {
         .at(span, "writes data")
         .with_help(
             "a `sql:` source holds one SELECT, and filters and measures are expressions; kpic writes its own tables",
+        )),
+    }
+}
+
+/// Refuses `col:field` paths (Snowflake's and Databricks' semi-structured
+/// access, which sqlparser reads in any field): DuckDB, Postgres and the
+/// other engines have no such syntax and kpic has no translation for it,
+/// so the SQL kpic writes would not parse there. (Found by the compile
+/// fuzz target: `time: a:b`.)
+fn no_colon_paths<V: Visit>(node: &V, span: Span) -> Result<(), Diagnostic> {
+    struct ColonPath;
+    impl Visitor for ColonPath {
+        type Break = ();
+        fn pre_visit_expr(&mut self, e: &ast::Expr) -> ControlFlow<()> {
+            match e {
+                ast::Expr::JsonAccess { .. } => ControlFlow::Break(()),
+                _ => ControlFlow::Continue(()),
+            }
+        }
+    }
+    match node.visit(&mut ColonPath) {
+        ControlFlow::Continue(()) => Ok(()),
+        ControlFlow::Break(()) => Err(Diagnostic::new(
+            Code::SqlSyntax,
+            "`a:b` (a semi-structured path) is not portable SQL",
+        )
+        .at(span, "`:` path access")
+        .with_help(
+            "kpic compiles every field for several engines: use a JSON function such as `json_extract_string(col, '$.field')`, or expose the field as a column in the warehouse",
         )),
     }
 }

@@ -89,6 +89,10 @@ const FUZZ_INPUTS: &[&str] = &[
     // `target: values` periods all fall away printed `CASE ELSE … END`,
     // which does not re-parse (fixed in sql/build.rs, `case`).
     include_str!("fuzz_inputs/compile-empty-case.txt"),
+    // Found by the `compile` target in CI: `time: a:b` parsed as a
+    // semi-structured path and printed as is for Postgres, which cannot
+    // parse it (now refused in model/sql_field.rs, `no_colon_paths`).
+    include_str!("fuzz_inputs/compile-colon-path.txt"),
     // A dimension named `null` used as a breakdown: planned by parsing the
     // name as SQL, so its members were all NULL (fixed in
     // plan/breakdowns.rs).
