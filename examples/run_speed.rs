@@ -151,10 +151,7 @@ fn parse_args() -> Result<Args, String> {
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
-        let (flag, inline) = match a.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
-            _ => (a.clone(), None),
-        };
+        let (flag, inline) = split_flag(&a);
         if flag == "-h" || flag == "--help" {
             return Err(String::new());
         }

@@ -169,3 +169,11 @@ pub fn kpic_error(d: &kpic::diagnostics::Diagnostics) -> Error {
     )
     .into()
 }
+
+/// `--flag=value` → (`--flag`, Some(`value`)); anything else → (it, None).
+pub fn split_flag(arg: &str) -> (String, Option<String>) {
+    match arg.split_once('=') {
+        Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
+        _ => (arg.to_string(), None),
+    }
+}
