@@ -190,6 +190,32 @@ pub fn contains_aggregate(expr: &Expr) -> Option<String> {
     found
 }
 
+/// Aggregates whose state is every value of the group (quantiles and
+/// medians): an engine keeps them in memory until the group is complete
+/// and cannot spill them, so plans bound how many groups share one pass.
+const HOLISTIC: &[&str] = &[
+    "median",
+    "quantile_cont",
+    "quantile",
+    "percentile",
+    "percentile_cont",
+];
+
+/// Whether a measure uses a holistic aggregate ([`HOLISTIC`]).
+pub fn is_holistic(expr: &Expr) -> bool {
+    let mut found = false;
+    let _ = sqlparser::ast::visit_expressions(expr, |e| {
+        if let Expr::Function(f) = e
+            && HOLISTIC.contains(&function_name(f).as_str())
+        {
+            found = true;
+            return ControlFlow::Break(());
+        }
+        ControlFlow::Continue(())
+    });
+    found
+}
+
 fn is_distinct(f: &Function) -> bool {
     matches!(&f.args, FunctionArguments::List(l) if l.duplicate_treatment == Some(DuplicateTreatment::Distinct))
 }
@@ -324,5 +350,8 @@ mod tests {
         assert!(!is_additive(&e("count(distinct a)")));
         assert!(!is_additive(&e("sum(a) * 2")));
         assert!(avg_argument(&e("avg(load_ms)")).is_some());
+        assert!(is_holistic(&e("quantile_cont(load_ms, 0.9)")));
+        assert!(is_holistic(&e("sum(a) / MEDIAN(b)")));
+        assert!(!is_holistic(&e("count(distinct a) + stddev(b)")));
     }
 }

@@ -41,7 +41,11 @@ pub fn driver_step_metrics(k: &KpiNode) -> Vec<String> {
 
 /// `GROUP BY GROUPING SETS ((key, d0), (key, d1), …)`: one grouping set per
 /// breakdown dimension, in one pass over the rows.
+/// With one dimension, a plain `GROUP BY key, d0`.
 pub(super) fn grouping_sets(key: Expr, dims: usize) -> GroupByExpr {
+    if dims == 1 {
+        return GroupByExpr::Expressions(vec![key, col(&dim_column(0))], vec![]);
+    }
     let sets = (0..dims)
         .map(|i| vec![key.clone(), col(&dim_column(i))])
         .collect();
@@ -50,7 +54,14 @@ pub(super) fn grouping_sets(key: Expr, dims: usize) -> GroupByExpr {
 
 /// `__kpic_dim` and `__kpic_member` of a grouping-sets row: the dimension
 /// whose grouping set the row belongs to (`GROUPING(d) = 0`), and its member.
+/// With one dimension (a plain `GROUP BY`), its key and column.
 pub(super) fn member_items(by: &[crate::plan::MemberDim]) -> Vec<SelectItem> {
+    if let [only] = by {
+        return vec![
+            item(string(&only.key), MEMBER_DIM),
+            item(col(&dim_column(0)), MEMBER),
+        ];
+    }
     let grouped = |i: usize| eq(func("grouping", vec![col(&dim_column(i))]), int(0));
     let dim = case(
         by.iter()

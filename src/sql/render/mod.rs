@@ -33,6 +33,7 @@ use crate::plan::{
     ScanRelation, TargetPlan,
 };
 use crate::semantic::SemanticModel;
+use crate::semantic::aggregates::is_holistic;
 use diagnose::{grouping_sets, member_items, member_list};
 
 const DAY: &str = "__kpic_day";
@@ -571,6 +572,11 @@ impl Renderer<'_> {
 
     fn aggregate(&self, a: &AggNode) -> Vec<NamedQuery> {
         match a.kind {
+            AggKind::Period
+                if a.by.len() > 1 && a.columns.iter().any(|c| is_holistic(&c.measure)) =>
+            {
+                self.period_aggregate_per_dimension(a)
+            }
             AggKind::Period => vec![self.period_aggregate(a)],
             AggKind::Rolling(acc, daily) => self.rolling_aggregate(a, acc, daily),
         }
@@ -631,6 +637,50 @@ impl Renderer<'_> {
             deps: self.deps(vec![rel(&a.scan)]),
             shared: true,
         }
+    }
+
+    /// [`Self::period_aggregate`] of a member aggregate with a quantile or
+    /// median, one step per breakdown dimension (`<name>__d<i>`), and the
+    /// aggregate itself as their union.
+    ///
+    /// Grouping sets would feed every row to one holistic state per
+    /// dimension in a single statement, and an engine keeps all of them in
+    /// memory (they cannot spill): at 50M rows and three dimensions that
+    /// is more than DuckDB's default 2 GB. As separate steps (each its own
+    /// statement in `build.sql`) one dimension's values are held at a time.
+    fn period_aggregate_per_dimension(&self, a: &AggNode) -> Vec<NamedQuery> {
+        let mut steps: Vec<NamedQuery> =
+            a.by.iter()
+                .enumerate()
+                .map(|(i, dim)| {
+                    self.period_aggregate(&AggNode {
+                        name: format!("{}__d{i}", a.name),
+                        by: vec![dim.clone()],
+                        ..a.clone()
+                    })
+                })
+                .collect();
+        let parts: Vec<String> = steps.iter().map(|s| s.name.clone()).collect();
+        let every_part = parts
+            .iter()
+            .map(|p| {
+                select_query(select(
+                    vec![wildcard_of(p)],
+                    vec![from(table(object(p), None), vec![])],
+                ))
+            })
+            .collect();
+        // `a.by` has two or more dimensions, so there are parts to unite.
+        let Some(union_all) = union(every_part, false) else {
+            return steps;
+        };
+        steps.push(NamedQuery {
+            name: rel(&a.name),
+            query: union_all,
+            deps: parts,
+            shared: true,
+        });
+        steps
     }
 
     /// [`Self::period_aggregate`] from daily totals (sums and counts only).
