@@ -1123,6 +1123,8 @@ fn compile_inproc(dir: &Path, repeat: usize) -> Result<(), Error> {
     let mut loads = Vec::new();
     let mut totals = Vec::new();
     let mut per: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    // Where each dialect's time goes: plan, SQL AST, printed text.
+    let mut phases: BTreeMap<&str, Vec<serde_json::Value>> = BTreeMap::new();
     let mut bytes = 0usize;
     for _ in 0..repeat {
         let start = Instant::now();
@@ -1146,15 +1148,30 @@ fn compile_inproc(dir: &Path, repeat: usize) -> Result<(), Error> {
             if refused.has_errors() {
                 return Err(kpic_error(&refused));
             }
+            let planned = t.elapsed().as_secs_f64();
             let compiled = kpic::sql::plan_to_sql(&plan, &model, dialect.as_ref());
+            let rendered = t.elapsed().as_secs_f64();
+            let mut standalone_bytes = 0;
             for table in kpic::sql::OUTPUT_TABLES {
                 if let Some(mut q) = compiled.standalone(table) {
                     dialect.finish_standalone(&mut q);
-                    bytes += format!("{q:#}").len();
+                    standalone_bytes += format!("{q:#}").len();
                 }
             }
-            bytes += compiled.build_script(dialect.as_ref()).len();
-            per.entry(name).or_default().push(t.elapsed().as_secs_f64());
+            let standalone = t.elapsed().as_secs_f64();
+            let script = compiled.build_script(dialect.as_ref()).len();
+            let total = t.elapsed().as_secs_f64();
+            bytes += standalone_bytes + script;
+            per.entry(name).or_default().push(total);
+            let phase = phases.entry(name).or_default();
+            phase.push(serde_json::json!({
+                "plan": planned,
+                "sql": rendered - planned,
+                "standalone_text": standalone - rendered,
+                "standalone_bytes": standalone_bytes,
+                "build_script_text": total - standalone,
+                "build_script_bytes": script,
+            }));
         }
         totals.push(start.elapsed().as_secs_f64());
     }
@@ -1162,6 +1179,7 @@ fn compile_inproc(dir: &Path, repeat: usize) -> Result<(), Error> {
         "load": loads,
         "total": totals,
         "dialects": per,
+        "phases": phases,
         "sql_bytes": bytes,
     });
     println!("{json}");

@@ -93,7 +93,8 @@ enum Command {
     },
     /// Write the SQL of the output tables for a dialect.
     Compile {
-        /// duckdb, postgres, snowflake, bigquery, databricks, redshift, trino or clickhouse.
+        /// duckdb, postgres, snowflake, bigquery, databricks, redshift, trino or clickhouse;
+        /// several comma-separated, or `all` (compiled in parallel, each into <out>/<dialect>).
         #[arg(long)]
         dialect: Option<String>,
         /// Output directory (default: <target>/compiled).
@@ -437,40 +438,158 @@ fn compile(
         Ok(m) => m,
         Err(o) => return o,
     };
-    let dialect_name = dialect.unwrap_or_else(|| model.project.config.dialect.value.clone());
-    let Some(dialect) = crate::sql::dialect_named(&dialect_name) else {
-        let d = Diagnostic::new(
-            Code::DialectUnsupported,
-            format!("unknown dialect `{dialect_name}`"),
-        )
-        .with_help(format!("dialects: {}", crate::sql::DIALECTS.join(", ")));
-        ctx.report(&d.into(), &model.sources);
-        return Outcome::Failure;
-    };
-    let local_files = dialect.name() == "duckdb";
-    let (plan, compiled) = match plan_and_compile(ctx, &model, dialect.as_ref(), as_of, local_files)
-    {
-        Ok(c) => c,
-        Err(o) => return o,
-    };
-    let out_dir = out
-        .unwrap_or_else(|| {
-            ctx.root
-                .join(&model.project.config.target_dir)
-                .join("compiled")
-        })
-        .join(dialect.name());
-    if let Err(e) = write_compiled(&out_dir, &compiled, dialect.as_ref()) {
-        eprintln!("error: cannot write `{}`: {e}", out_dir.display());
-        return Outcome::Failure;
+    let requested = dialect.unwrap_or_else(|| model.project.config.dialect.value.clone());
+    let mut dialects: Vec<Box<dyn crate::sql::Dialect>> = Vec::new();
+    for name in dialect_names(&requested) {
+        let Some(d) = crate::sql::dialect_named(name) else {
+            let d = Diagnostic::new(
+                Code::DialectUnsupported,
+                format!("unknown dialect `{name}`"),
+            )
+            .with_help(format!(
+                "dialects: {}, or `all` (a comma-separated list compiles several)",
+                crate::sql::DIALECTS.join(", ")
+            ));
+            ctx.report(&d.into(), &model.sources);
+            return Outcome::Failure;
+        };
+        if !dialects.iter().any(|known| known.name() == d.name()) {
+            dialects.push(d);
+        }
     }
-    ctx.info(&format!(
-        "compiled {} KPIs for {} into {}",
-        plan.kpis.len(),
-        dialect.name(),
-        out_dir.display()
-    ));
-    Outcome::Ok
+    let out_root = out.unwrap_or_else(|| {
+        ctx.root
+            .join(&model.project.config.target_dir)
+            .join("compiled")
+    });
+    // Dialects are independent once the model is analyzed: each is planned,
+    // printed and written on a worker, at most one per core. Diagnostics
+    // are reported afterwards, in the order the dialects were asked for.
+    let names: Vec<&str> = dialects.iter().map(|d| d.name()).collect();
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(dialects.len());
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<(usize, Result<Compiled, CompileFailure>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(name) = names.get(i) else {
+                            return done;
+                        };
+                        // Dialects are not `Sync`: each worker makes its own.
+                        let Some(dialect) = crate::sql::dialect_named(name) else {
+                            continue;
+                        };
+                        let out_dir = out_root.join(dialect.name());
+                        done.push((
+                            i,
+                            compile_dialect(&model, dialect.as_ref(), as_of, &out_dir),
+                        ));
+                    }
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    let mut results = results;
+    results.sort_by_key(|(i, _)| *i);
+    let mut outcome = Outcome::Ok;
+    // Dialects often refuse a project for the same reason (a local file
+    // source): each distinct set of errors is reported once.
+    let mut reported: Vec<String> = Vec::new();
+    let mut refused: Vec<&str> = Vec::new();
+    for (i, result) in results {
+        match result {
+            Ok(c) => ctx.info(&format!(
+                "compiled {} KPIs for {} into {}",
+                c.kpis,
+                dialects[i].name(),
+                c.dir.display()
+            )),
+            Err(CompileFailure::Refused(d)) => {
+                refused.push(dialects[i].name());
+                let key = format!("{:?}", d.0);
+                if !reported.contains(&key) {
+                    ctx.report(&d, &model.sources);
+                    reported.push(key);
+                }
+                if matches!(outcome, Outcome::Ok) {
+                    outcome = failure_kind(&d);
+                }
+            }
+            Err(CompileFailure::Write(message)) => {
+                eprintln!("error: {message}");
+                outcome = Outcome::Failure;
+            }
+        }
+    }
+    if dialects.len() > 1 && !refused.is_empty() {
+        eprintln!(
+            "error: nothing written for {} (errors above)",
+            refused.join(", ")
+        );
+    }
+    outcome
+}
+
+/// `--dialect`: one name, a comma-separated list, or `all`.
+fn dialect_names(requested: &str) -> Vec<&str> {
+    if requested.trim() == "all" {
+        return crate::sql::DIALECTS.to_vec();
+    }
+    requested
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .collect()
+}
+
+/// What [`compile_dialect`] wrote.
+struct Compiled {
+    kpis: usize,
+    dir: PathBuf,
+}
+
+/// Why [`compile_dialect`] wrote nothing.
+enum CompileFailure {
+    /// The plan or the dialect refused the project.
+    Refused(Diagnostics),
+    /// The files could not be written.
+    Write(String),
+}
+
+/// plan → the dialect's refusals → SQL → files in `out_dir`, for one
+/// dialect of `kpic compile`.
+fn compile_dialect(
+    model: &SemanticModel,
+    dialect: &dyn crate::sql::Dialect,
+    as_of: Option<AsOf>,
+    out_dir: &Path,
+) -> Result<Compiled, CompileFailure> {
+    let options = PlanOptions {
+        as_of,
+        select: vec![],
+        local_files: dialect.name() == "duckdb",
+    };
+    let plan = crate::plan::plan_kpis(model, &options).map_err(CompileFailure::Refused)?;
+    let refused = crate::sql::dialect_problems(model, dialect);
+    if refused.has_errors() {
+        return Err(CompileFailure::Refused(refused));
+    }
+    let compiled = crate::sql::plan_to_sql(&plan, model, dialect);
+    write_compiled(out_dir, &compiled, dialect)
+        .map_err(|e| CompileFailure::Write(format!("cannot write `{}`: {e}", out_dir.display())))?;
+    Ok(Compiled {
+        kpis: plan.kpis.len(),
+        dir: out_dir.to_path_buf(),
+    })
 }
 
 /// plan → the dialect's refusals → SQL, for `compile` and `dbt emit`;

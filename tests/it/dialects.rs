@@ -215,6 +215,104 @@ fn example_build_sql_diffs_against_duckdb() {
     }
 }
 
+/// `--dialect all` (and a comma-separated list) compiles the dialects in
+/// one process, in parallel: the files must be byte for byte those of one
+/// `compile --dialect D` per dialect.
+#[test]
+fn compile_all_dialects_at_once_equals_one_by_one() {
+    let p = example_project();
+    let all_dir = p.path().join("compiled-all");
+    let out = kpic_in(
+        p.path(),
+        &[
+            "compile",
+            "--dialect",
+            "all",
+            "--out",
+            s(&all_dir),
+            "--as-of",
+            AS_OF,
+        ],
+    );
+    expect_code(&out, 0, "kpic compile --dialect all");
+    for dialect in std::iter::once(&"duckdb").chain(DIALECTS) {
+        let (one_dir, files) = compile(&p, dialect, Some(AS_OF));
+        for f in files {
+            let name = f.file_name().expect("file name");
+            let together = std::fs::read_to_string(all_dir.join(dialect).join(name))
+                .unwrap_or_else(|e| panic!("--dialect all wrote no {dialect}/{name:?}: {e}"));
+            let alone = std::fs::read_to_string(one_dir.join(name)).expect("read");
+            assert!(
+                together == alone,
+                "{dialect}/{name:?} differs between --dialect all and --dialect {dialect}"
+            );
+        }
+    }
+
+    let list_dir = p.path().join("compiled-list");
+    let out = kpic_in(
+        p.path(),
+        &[
+            "compile",
+            "--dialect",
+            "trino, postgres,trino",
+            "--out",
+            s(&list_dir),
+        ],
+    );
+    expect_code(&out, 0, "kpic compile --dialect 'trino, postgres,trino'");
+    let mut written: Vec<String> = std::fs::read_dir(&list_dir)
+        .expect("read the list's out dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    written.sort();
+    assert_eq!(written, ["postgres", "trino"]);
+
+    let out = kpic_in(p.path(), &["compile", "--dialect", "postgres,nonsense"]);
+    expect_code(&out, 2, "kpic compile --dialect postgres,nonsense");
+    assert!(
+        stderr(&out).contains("unknown dialect `nonsense`"),
+        "stderr:\n{}",
+        stderr(&out)
+    );
+}
+
+/// One dialect refusing the project fails `--dialect all` (exit 1, the
+/// error reported once), while the dialects that compile are written.
+#[test]
+fn compile_all_reports_the_dialects_that_refuse() {
+    let p = Project::new(&[
+        (
+            "models/m.yml",
+            "sources:\n  - name: orders\n    path: data/orders.csv\n    time: day\nmetrics:\n  - name: n\n    source: orders\n    measure: count(*)\nkpis:\n  - name: k\n    metric: n\n    grain: month\n",
+        ),
+        ("data/orders.csv", "day\n2026-01-01\n"),
+    ]);
+    let out_dir = p.path().join("out");
+    let out = kpic_in(
+        p.path(),
+        &["compile", "--dialect", "all", "--out", s(&out_dir)],
+    );
+    expect_code(&out, 1, "kpic compile --dialect all (path-only sources)");
+    let err = stderr(&out);
+    assert_eq!(
+        err.matches("error[KPI302]").count(),
+        1,
+        "the engines' identical KPI302 is reported once:\n{err}"
+    );
+    let refused: Vec<&str> = DIALECTS
+        .iter()
+        .copied()
+        .filter(|d| *d != "duckdb")
+        .collect();
+    assert!(
+        err.contains(&format!("nothing written for {}", refused.join(", "))),
+        "the refusing dialects are named:\n{err}"
+    );
+    assert!(out_dir.join("duckdb").join("build.sql").is_file());
+    assert!(!out_dir.join("postgres").exists());
+}
+
 #[test]
 fn path_only_sources_are_refused_for_other_engines() {
     let p = Project::new(&[
