@@ -513,7 +513,7 @@ fn compile(
                 dialects[i].name(),
                 c.dir.display()
             )),
-            Err(CompileFailure::Refused(d)) => {
+            Err(CompileFailure::Refused(d, failed)) => {
                 refused.push(dialects[i].name());
                 let key = format!("{:?}", d.0);
                 if !reported.contains(&key) {
@@ -521,7 +521,7 @@ fn compile(
                     reported.push(key);
                 }
                 if matches!(outcome, Outcome::Ok) {
-                    outcome = failure_kind(&d);
+                    outcome = failed;
                 }
             }
             Err(CompileFailure::Write(message)) => {
@@ -559,8 +559,9 @@ struct Compiled {
 
 /// Why [`compile_dialect`] wrote nothing.
 enum CompileFailure {
-    /// The plan or the dialect refused the project.
-    Refused(Diagnostics),
+    /// The plan or the dialect refused the project (the exit code to give:
+    /// a measure the dialect cannot express is a project error, exit 1).
+    Refused(Diagnostics, Outcome),
     /// The files could not be written.
     Write(String),
 }
@@ -578,10 +579,13 @@ fn compile_dialect(
         select: vec![],
         local_files: dialect.name() == "duckdb",
     };
-    let plan = crate::plan::plan_kpis(model, &options).map_err(CompileFailure::Refused)?;
+    let plan = crate::plan::plan_kpis(model, &options).map_err(|d| {
+        let outcome = failure_kind(&d);
+        CompileFailure::Refused(d, outcome)
+    })?;
     let refused = crate::sql::dialect_problems(model, dialect);
     if refused.has_errors() {
-        return Err(CompileFailure::Refused(refused));
+        return Err(CompileFailure::Refused(refused, Outcome::ProjectErrors));
     }
     let compiled = crate::sql::plan_to_sql(&plan, model, dialect);
     write_compiled(out_dir, &compiled, dialect)

@@ -545,6 +545,20 @@ impl Renderer<'_> {
     /// Computing the like-for-like twin of a distinct count or a quantile
     /// for every period costs as much as the value itself; restricted to
     /// two periods it costs almost nothing.
+    /// Whether no like-for-like value of `grain` can be read at all: with
+    /// a fixed `as_of` on the last day of its period, the current period
+    /// is complete, so every comparison reads whole periods (SPEC §7) and
+    /// the twins are NULL instead of a second aggregate. (With `latest`
+    /// or `today` the engine decides, so the twins are computed.)
+    fn like_for_like_unread(&self, grain: Grain) -> bool {
+        match self.plan.as_of {
+            AsOfPlan::Date(as_of) => as_of
+                .succ_opt()
+                .is_none_or(|next| crate::model::period::period_start(grain, next) == next),
+            AsOfPlan::Today | AsOfPlan::Latest(_) => false,
+        }
+    }
+
     fn like_for_like_read(&self, grain: Grain, period: Expr) -> Option<Expr> {
         if self.plan.kpis.iter().any(|k| !k.offsets.is_empty()) {
             return None;
@@ -614,8 +628,13 @@ impl Renderer<'_> {
                     Some(f) => and(f.clone(), lfl.clone()),
                     None => lfl.clone(),
                 };
+                let twin = if self.like_for_like_unread(a.grain) {
+                    null()
+                } else {
+                    with_filter_in_distinct(&c.measure, &cond)
+                };
                 projection.push(item(
-                    cast(with_filter_in_distinct(&c.measure, &cond), d.double_type()),
+                    cast(twin, d.double_type()),
                     &format!("{}__lfl", c.name),
                 ));
             }
@@ -895,6 +914,13 @@ impl Renderer<'_> {
                 ] {
                     // Averages take their like-for-like variant from the days.
                     if suffix == "__lfl" && (!c.like_for_like || averaged) {
+                        continue;
+                    }
+                    if suffix == "__lfl" && self.like_for_like_unread(a.grain) {
+                        projection.push(item(
+                            cast(null(), d.double_type()),
+                            &format!("{}{suffix}", c.name),
+                        ));
                         continue;
                     }
                     let mut value = if by_day {
