@@ -55,6 +55,12 @@ sources:
   - name: staged
     table: "{{ ref('dbt_shop', 'stg_orders') }}"
     time: ordered_at
+  - name: paying_customers
+    ref: dim_customers.v2             # a pinned version of a versioned model
+    time: signed_up_at
+  - name: all_customers               # unpinned: latest_version (1)
+    sql: "select * from {{ ref('dim_customers') }}"
+    time: signed_up_at
 metrics:
   - name: revenue
     source: orders
@@ -71,6 +77,12 @@ metrics:
     measure: count(*)
   - name: new_customers
     source: customers
+    measure: count(*)
+  - name: paying_signups
+    source: paying_customers
+    measure: count(*)
+  - name: signups
+    source: all_customers
     measure: count(*)
 kpis:
   - name: monthly_revenue
@@ -92,6 +104,18 @@ kpis:
     metric: new_customers
     grain: month
     target: {change: +10%, vs: previous}
+    owner: growth
+    action_plan: Run the referral campaign.
+  - name: paying_signups
+    metric: paying_signups
+    grain: month
+    target: 2
+    owner: growth
+    action_plan: Push the paid plans.
+  - name: signups
+    metric: signups
+    grain: month
+    target: 3
     owner: growth
     action_plan: Run the referral campaign.
 "#;
@@ -222,10 +246,19 @@ fn refs_resolve_through_a_real_dbt_manifest_and_emit_builds_equal_tables() {
         &conn,
         "SELECT strftime(signed_up_at, '%Y-%m'), count(*)::DOUBLE FROM main.raw_customers GROUP BY 1",
     );
+    // dim_customers v2 (pinned) holds the paying customers; v1, the
+    // latest version an unpinned ref reads, all of them.
+    let paying = pairs(
+        &conn,
+        "SELECT strftime(signed_up_at, '%Y-%m'), count(*)::DOUBLE FROM main.raw_customers \
+         WHERE plan <> 'free' GROUP BY 1",
+    );
     for (name, expected) in [
         ("monthly_revenue", revenue),
         ("weekly_orders", orders),
+        ("signups", customers.clone()),
         ("new_customers", customers),
+        ("paying_signups", paying),
     ] {
         let actual = kpi(name);
         assert!(!expected.is_empty());
@@ -256,6 +289,11 @@ fn refs_resolve_through_a_real_dbt_manifest_and_emit_builds_equal_tables() {
     );
     assert!(results_sql.contains("{{ ref('dbt_shop', 'stg_orders') }}"));
     assert!(results_sql.contains("{{ source('shop_raw', 'customers') }}"));
+    assert!(
+        results_sql.contains("{{ ref('dim_customers', v=2) }}"),
+        "{results_sql}"
+    );
+    assert!(results_sql.contains("{{ ref('dim_customers') }}"));
     assert!(
         !results_sql.contains("\"shop\"."),
         "relation names leaked: {results_sql}"
@@ -606,4 +644,103 @@ fn emit_writes_the_scorecard_as_a_view_over_the_table_models() {
         assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
         assert!(stderr(&out).contains("kpi_scorecard.sql (missing)"));
     }
+}
+
+#[test]
+fn pinned_versions_resolve_and_unpinned_refs_read_the_latest_version() {
+    // dim_customers has versions 1, 2 and 3; latest_version is 2.
+    let p = with_manifest(&format!(
+        "sources:\n\
+         \x20 - name: s\n\
+         \x20   sql: \"select * from {{{{ ref('dim_customers', v=1) }}}} join {{{{ ref('shop', 'dim_customers', version=3) }}}} using (id) join {{{{ ref('dim_customers') }}}} using (id)\"\n\
+         \x20   time: t\n\
+         \x20 - name: pinned\n\
+         \x20   ref: dim_customers.v1\n\
+         \x20   time: t\n\
+         \x20 - name: pinned_in_package\n\
+         \x20   ref: shop.dim_customers.v3\n\
+         \x20   time: t\n\
+         \x20 - name: unpinned\n\
+         \x20   ref: dim_customers\n\
+         \x20   time: t\n\
+         {METRIC_KPI}\
+         \x20 - name: k1\n    metric: n1\n    grain: month\n    target: 1\n    owner: o\n    action_plan: p\n\
+         \x20 - name: k2\n    metric: n2\n    grain: month\n    target: 1\n    owner: o\n    action_plan: p\n\
+         \x20 - name: k3\n    metric: n3\n    grain: month\n    target: 1\n    owner: o\n    action_plan: p\n"
+    )
+    .replace(
+        "kpis:\n",
+        "  - name: n1\n    source: pinned\n    measure: count(*)\n\
+         \x20 - name: n2\n    source: pinned_in_package\n    measure: count(*)\n\
+         \x20 - name: n3\n    source: unpinned\n    measure: count(*)\nkpis:\n",
+    ));
+    let out = p.kpic(&["compile"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let sql = p.read("target/compiled/postgres/kpi_results.sql");
+    let relation = |v: u8| format!("\"analytics\".\"marts\".\"dim_customers_v{v}\"");
+    // k reads v1, v3 and (unpinned) v2; k1 v1; k2 v3; k3 v2.
+    for v in [1, 2, 3] {
+        assert!(sql.contains(&relation(v)), "v{v} missing in\n{sql}");
+    }
+    // Each scan reads its version: the text from `kpic_scan_<source> AS (`
+    // to the next step.
+    let scan = |source: &str| {
+        let at = sql
+            .find(&format!("kpic_scan_{source} AS ("))
+            .unwrap_or_else(|| panic!("no scan of {source} in\n{sql}"));
+        let rest = &sql[at..];
+        let end = rest[1..].find("\n), ").map_or(rest.len(), |e| e + 1);
+        rest[..end].to_string()
+    };
+    for (source, v) in [("pinned", 1), ("pinned_in_package", 3), ("unpinned", 2)] {
+        let text = scan(source);
+        assert!(text.contains(&relation(v)), "{source} reads v{v}? {text}");
+    }
+
+    // emit puts the versions back; an unpinned ref stays unpinned.
+    let out = p.kpic(&["dbt", "emit"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let emitted = p.read("dbt/models/kpic/kpi_results.sql");
+    for call in [
+        "{{ ref('dim_customers', v=1) }}",
+        "{{ ref('shop', 'dim_customers', v=3) }}",
+        "{{ ref('dim_customers') }}",
+    ] {
+        assert!(emitted.contains(call), "{call} missing in\n{emitted}");
+    }
+    assert!(!emitted.contains("dim_customers_v"), "{emitted}");
+}
+
+#[test]
+fn an_unknown_version_lists_the_versions() {
+    for (relation, line) in [
+        ("sql: \"select * from {{ ref('dim_customers', v=9) }}\"", 3),
+        ("ref: dim_customers.v9", 3),
+        ("ref: shop.dim_customers.v9", 3),
+    ] {
+        let p = with_manifest(&source_with(relation));
+        expect_error(
+            &p,
+            "KPI504",
+            &format!("models/m.yml:{line}"),
+            "its versions: 1, 2, 3, latest 2",
+        );
+        expect_error(&p, "KPI504", "models/m.yml:3", "has no version 9");
+    }
+    // A version of a model that has none.
+    expect_error(
+        &with_manifest(&source_with(
+            "sql: \"select * from {{ ref('fct_orders', v=2) }}\"",
+        )),
+        "KPI504",
+        "models/m.yml:3",
+        "drop the version: ref('fct_orders')",
+    );
+    // dbt reads v=0 as unpinned: refused with the way to pin it.
+    let p = with_manifest(&source_with(
+        "sql: \"select * from {{ ref('dim_customers', v=0) }}\"",
+    ));
+    let out = p.kpic(&["check"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("v='0'"), "{}", stderr(&out));
 }
