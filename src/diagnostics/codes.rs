@@ -125,6 +125,8 @@ codes! {
         "What: a KPI's `decomposition` evaluated on the data differs from the KPI's metric by more than 0.1% in some period.\nWhy: drivers are attributed over that identity; when it does not hold, the split is rescaled to the KPI's change and misleads.\nFix: make the identity exact (same filters on every metric, e.g. `orders / sessions` counted over the same rows) or drop `decomposition:`.";
     TargetFileUnknownKpi = "257", Warning, "target file row for an unknown KPI",
         "What: a row of a target file names, in its `kpi` column, a KPI the project does not define (or none).\nWhy: the row is ignored, so a misspelt KPI name would leave that KPI's period without its target, silently.\nFix: use the suggested KPI name, or remove the row.";
+    DriversNotAttributed = "258", Warning, "drivers not attributed: identity too large",
+        "What: a KPI has drivers, but its identity (its `decomposition:`, or its derived metric's expression) has more than 10 metrics.\nWhy: the exact (Shapley) split evaluates the identity on every subset of its metrics (2^n evaluations), so kpic does not attribute it: kpi_drivers lists the drivers with their change but `method: none` and no contribution.\nFix: group metrics into derived metrics so the expression uses at most 10 (e.g. `paid = card + invoice + voucher`), or declare a `decomposition:` over at most 10 metrics and list those as `drivers:`.";
 
     // ---- KPI3xx: plan and dialects ----
     DialectUnsupported = "301", Error, "not available in this dialect",
