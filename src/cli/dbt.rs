@@ -1,6 +1,6 @@
 //! `kpic dbt emit [--out DIR] [--check] [--as-of DATE]`: the output tables
-//! as dbt models (built by [`crate::dbt::emit`]), written into the dbt
-//! project or compared with what is there.
+//! and the scorecard view as dbt models (built by [`crate::dbt::emit`]),
+//! written into the dbt project or compared with what is there.
 
 use std::path::{Path, PathBuf};
 
@@ -11,7 +11,8 @@ use crate::model::{AsOf, Relation};
 
 #[derive(clap::Subcommand, Debug)]
 pub(super) enum DbtCommand {
-    /// Write the KPI tables as dbt models into the dbt project.
+    /// Write the KPI tables and the scorecard view as dbt models into the
+    /// dbt project.
     Emit {
         /// Where to write them (default: <dbt project>/models/kpic).
         #[arg(long)]

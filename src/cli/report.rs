@@ -89,7 +89,8 @@ pub(super) fn report(ctx: &Ctx, args: ReportArgs) -> Outcome {
         memory_limit: run_options.memory_limit.clone(),
         timeout,
     };
-    let report = match crate::report::gather(&model, &options) {
+    // kpi_results as the build returned it; the other tables are read back.
+    let report = match crate::report::gather(&model, &options, &outcome.rows) {
         Ok(r) => r,
         Err(d) => {
             ctx.report(&d, &model.sources);

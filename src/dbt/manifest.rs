@@ -113,6 +113,14 @@ fn version_text(v: &Option<serde_json::Value>) -> Option<String> {
     }
 }
 
+/// A ref as written: its Jinja call, the package it names (if any) and
+/// the version it pins (if any).
+struct Pinned<'a> {
+    call: &'a str,
+    package: Option<&'a str>,
+    version: Option<&'a str>,
+}
+
 /// Resource types `ref()` reaches.
 const REFABLE: &[&str] = &["model", "seed", "snapshot"];
 
@@ -174,11 +182,18 @@ impl Manifest {
         Ok(m)
     }
 
-    /// `ref('name')` / `ref('package', 'name')`: the relation name, as dbt
-    /// resolves it (a bare name prefers the root project; among versions
-    /// of a model the latest).
-    pub fn resolve_ref(&self, package: Option<&str>, name: &str) -> Result<String, RefError> {
-        let call = ref_call(package, name);
+    /// `ref('name')` / `ref('package', 'name')`, optionally with a version
+    /// (`v=2`): the relation name, as dbt resolves it (a bare name prefers
+    /// the root project; of a versioned model, the version asked for, or
+    /// without one its `latest_version`).
+    pub fn resolve_ref(
+        &self,
+        package: Option<&str>,
+        name: &str,
+        version: Option<&str>,
+    ) -> Result<String, RefError> {
+        let call = ref_call(package, name, version);
+        let in_call_package = package;
         let matches = |n: &&Node| n.name == name && package.is_none_or(|p| n.package == p);
         let candidates: Vec<&Node> = self.nodes.iter().filter(matches).collect();
         if candidates.is_empty() {
@@ -199,7 +214,7 @@ impl Manifest {
                 .filter(|n| package.is_none_or(|p| n.package == p))
                 .map(|n| n.name.as_str());
             let mut help = match did_you_mean(name, names) {
-                Some(s) => format!("did you mean `{}`?", ref_call(package, s)),
+                Some(s) => format!("did you mean `{}`?", ref_call(package, s, version)),
                 None => "check the name in the dbt project".to_string(),
             };
             if let Some(p) = package
@@ -208,7 +223,7 @@ impl Manifest {
                 help = format!(
                     "package `{p}` has no `{name}`, but package `{}` has: {}",
                     other.package,
-                    ref_call(Some(&other.package), name)
+                    ref_call(Some(&other.package), name, version)
                 );
             }
             return Err(RefError::new(
@@ -247,7 +262,7 @@ impl Manifest {
                             "name the package: {}",
                             several
                                 .iter()
-                                .map(|p| ref_call(Some(p), name))
+                                .map(|p| ref_call(Some(p), name, version))
                                 .collect::<Vec<_>>()
                                 .join(" or ")
                         )),
@@ -259,13 +274,12 @@ impl Manifest {
             .into_iter()
             .filter(|n| n.package == package)
             .collect();
-        // Versioned models: the latest version (dbt's bare ref).
-        let node = in_package
-            .iter()
-            .find(|n| n.version.is_some() && n.version == n.latest_version)
-            .or_else(|| in_package.first())
-            .copied()
-            .expect("candidates in the package");
+        let written = Pinned {
+            call: &call,
+            package: in_call_package,
+            version,
+        };
+        let node = self.version_of(&written, package, name, &in_package)?;
         if node.materialized.as_deref() == Some("ephemeral") || node.relation_name.is_none() {
             return Err(RefError::new(
                 Code::DbtEphemeralModel,
@@ -284,6 +298,109 @@ impl Manifest {
             ));
         }
         Ok(node.relation_name.clone().unwrap_or_default())
+    }
+
+    /// Whether some model named `name` (enabled or not) has versions.
+    pub fn is_versioned(&self, name: &str) -> bool {
+        self.nodes
+            .iter()
+            .chain(&self.disabled_nodes)
+            .any(|n| n.name == name && n.version.is_some())
+    }
+
+    /// The node of `in_package` (the enabled nodes named `name` in
+    /// `package`) a ref with `version` reads: that version, or without one
+    /// the latest version of a versioned model (dbt's unpinned ref), or the
+    /// one node of an unversioned model.
+    fn version_of<'a>(
+        &self,
+        written: &Pinned<'_>,
+        package: &str,
+        name: &str,
+        in_package: &[&'a Node],
+    ) -> Result<&'a Node, RefError> {
+        let call = written.call;
+        let versioned = in_package.iter().any(|n| n.version.is_some());
+        let disabled = |v: &str| {
+            self.disabled_nodes
+                .iter()
+                .find(|n| n.name == name && n.package == package && n.version.as_deref() == Some(v))
+        };
+        let available = || {
+            let mut versions: Vec<&str> = in_package
+                .iter()
+                .filter_map(|n| n.version.as_deref())
+                .collect();
+            sort_versions(&mut versions);
+            versions
+        };
+        let wanted = match written.version {
+            Some(v) => Some(v.to_string()),
+            None if versioned => {
+                // latest_version is on every version's node; an older
+                // manifest without it: the greatest version (dbt's default).
+                let latest = in_package.iter().find_map(|n| n.latest_version.clone());
+                Some(latest.unwrap_or_else(|| {
+                    available()
+                        .last()
+                        .map(|v| v.to_string())
+                        .unwrap_or_default()
+                }))
+            }
+            None => None,
+        };
+        let Some(wanted) = wanted else {
+            return Ok(in_package[0]);
+        };
+        if let Some(node) = in_package
+            .iter()
+            .find(|n| n.version.as_deref() == Some(wanted.as_str()))
+        {
+            return Ok(node);
+        }
+        if let Some(d) = disabled(&wanted) {
+            return Err(RefError::new(
+                Code::DbtDisabledModel,
+                format!(
+                    "{call}: version {wanted} of the dbt {} `{}.{}` is disabled",
+                    d.resource_type, d.package, d.name
+                ),
+                "disabled in the dbt project",
+                Some(
+                    "enable it in dbt (`enabled: true`), then run `dbt parse`; or read another version"
+                        .into(),
+                ),
+            ));
+        }
+        let (message, help) = if versioned {
+            let versions = available();
+            let latest = in_package.iter().find_map(|n| n.latest_version.as_deref());
+            (
+                format!("{call}: the dbt model `{package}.{name}` has no version {wanted}"),
+                format!(
+                    "its versions: {}{} (a version added since the last `dbt parse` is not in the manifest yet: run `dbt parse`)",
+                    versions.join(", "),
+                    latest.map(|l| format!(", latest {l}")).unwrap_or_default()
+                ),
+            )
+        } else {
+            (
+                format!(
+                    "{call}: the dbt {} `{package}.{name}` has no versions",
+                    in_package[0].resource_type
+                ),
+                format!(
+                    "drop the version: {} (a version added since the last `dbt parse` is not in the manifest yet: run `dbt parse`)",
+                    ref_call(written.package, name, None)
+                ),
+            )
+        };
+        Err(RefError::new(
+            Code::DbtUnknownRef,
+            message,
+            "unknown version of the dbt model",
+            Some(help),
+        ))
     }
 
     /// `source('source_name', 'table')`: the relation name.
@@ -363,12 +480,47 @@ impl Manifest {
     }
 }
 
-/// `ref('name')` or `ref('package', 'name')`, as written in Jinja.
-pub fn ref_call(package: Option<&str>, name: &str) -> String {
+/// `ref('name')` or `ref('package', 'name')`, with `, v=<version>` for a
+/// pinned version, as written in Jinja.
+pub fn ref_call(package: Option<&str>, name: &str, version: Option<&str>) -> String {
+    let version = version
+        .map(|v| format!(", v={}", version_literal(v)))
+        .unwrap_or_default();
     match package {
-        Some(p) => format!("ref('{p}', '{name}')"),
-        None => format!("ref('{name}')"),
+        Some(p) => format!("ref('{p}', '{name}'{version})"),
+        None => format!("ref('{name}'{version})"),
     }
+}
+
+/// A version as a Jinja literal: an integer as it is (`2`), anything else
+/// quoted (`'1.5'`, `'beta'`), and `'0'` too, since dbt reads a falsy
+/// `v=0` as no version. dbt looks a pinned version up by its text
+/// (`<name>.v<version>`), so the quoted and unquoted forms read the same
+/// node.
+fn version_literal(v: &str) -> String {
+    let integer = v.parse::<u64>().is_ok_and(|n| n != 0 && n.to_string() == v);
+    if integer {
+        v.to_string()
+    } else {
+        format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'"))
+    }
+}
+
+/// Versions in dbt's order: numerically when every one is a number,
+/// otherwise as text.
+fn sort_versions(versions: &mut Vec<&str>) {
+    let numbers: Option<Vec<f64>> = versions.iter().map(|v| v.parse::<f64>().ok()).collect();
+    match numbers {
+        Some(_) => versions.sort_by(|a, b| {
+            let (a, b) = (
+                a.parse::<f64>().unwrap_or(0.0),
+                b.parse::<f64>().unwrap_or(0.0),
+            );
+            a.total_cmp(&b)
+        }),
+        None => versions.sort(),
+    }
+    versions.dedup();
 }
 
 /// The kpic dialect for a dbt adapter type.
@@ -408,13 +560,19 @@ mod tests {
                "relation_name": "v_v1", "config": {}},
             "model.shop.v.v2": {"resource_type": "model", "package_name": "shop", "name": "v", "version": 2, "latest_version": 2,
                "relation_name": "v_v2", "config": {}},
+            "model.shop.v.v3": {"resource_type": "model", "package_name": "shop", "name": "v", "version": 3, "latest_version": 2,
+               "relation_name": "v_v3", "config": {}},
+            "model.shop.s.vbeta": {"resource_type": "model", "package_name": "shop", "name": "s", "version": "beta", "latest_version": "alpha",
+               "relation_name": "s_beta", "config": {}},
             "test.shop.t": {"resource_type": "test", "package_name": "shop", "name": "t", "config": {}}
           },
           "sources": {
             "source.shop.raw.customers": {"resource_type": "source", "package_name": "shop", "source_name": "raw",
                "name": "customers", "relation_name": "\"db\".\"main\".\"raw_customers\""}
           },
-          "disabled": {"model.shop.old": [{"resource_type": "model", "package_name": "shop", "name": "old", "config": {"enabled": false}}]}
+          "disabled": {"model.shop.old": [{"resource_type": "model", "package_name": "shop", "name": "old", "config": {"enabled": false}}],
+            "model.shop.v.v0": [{"resource_type": "model", "package_name": "shop", "name": "v", "version": 0, "latest_version": 2, "config": {"enabled": false}}],
+            "model.shop.s.valpha": [{"resource_type": "model", "package_name": "shop", "name": "s", "version": "alpha", "latest_version": "alpha", "config": {"enabled": false}}]}
         }"#;
         Manifest::parse(text).unwrap()
     }
@@ -423,26 +581,78 @@ mod tests {
     fn resolves_like_dbt() {
         let m = manifest();
         assert_eq!(
-            m.resolve_ref(None, "orders").unwrap(),
+            m.resolve_ref(None, "orders", None).unwrap(),
             "\"db\".\"main\".\"orders\""
         );
         assert_eq!(
-            m.resolve_ref(Some("pkg_a"), "orders").unwrap(),
+            m.resolve_ref(Some("pkg_a"), "orders", None).unwrap(),
             "\"db\".\"a\".\"orders\""
         );
-        assert_eq!(m.resolve_ref(None, "v").unwrap(), "v_v2");
+        assert_eq!(m.resolve_ref(None, "v", None).unwrap(), "v_v2");
         assert_eq!(
             m.resolve_source("raw", "customers").unwrap(),
             "\"db\".\"main\".\"raw_customers\""
         );
         let code = |r: Result<String, RefError>| r.unwrap_err().code;
-        assert_eq!(code(m.resolve_ref(None, "dim")), Code::DbtAmbiguousRef);
-        assert_eq!(code(m.resolve_ref(None, "eph")), Code::DbtEphemeralModel);
-        assert_eq!(code(m.resolve_ref(None, "old")), Code::DbtDisabledModel);
-        assert_eq!(code(m.resolve_ref(None, "t")), Code::DbtUnknownRef);
-        let e = m.resolve_ref(None, "ordrs").unwrap_err();
+        assert_eq!(
+            code(m.resolve_ref(None, "dim", None)),
+            Code::DbtAmbiguousRef
+        );
+        assert_eq!(
+            code(m.resolve_ref(None, "eph", None)),
+            Code::DbtEphemeralModel
+        );
+        assert_eq!(
+            code(m.resolve_ref(None, "old", None)),
+            Code::DbtDisabledModel
+        );
+        assert_eq!(code(m.resolve_ref(None, "t", None)), Code::DbtUnknownRef);
+        let e = m.resolve_ref(None, "ordrs", None).unwrap_err();
         assert!(e.help.unwrap().contains("ref('orders')"));
         let e = m.resolve_source("raw", "customer").unwrap_err();
         assert!(e.help.unwrap().contains("source('raw', 'customers')"));
+    }
+
+    #[test]
+    fn versions_resolve_like_dbt() {
+        let m = manifest();
+        // Unpinned: latest_version (2), not the greatest (3, a prerelease).
+        assert_eq!(m.resolve_ref(None, "v", None).unwrap(), "v_v2");
+        assert_eq!(m.resolve_ref(None, "v", Some("3")).unwrap(), "v_v3");
+        assert_eq!(m.resolve_ref(Some("shop"), "v", Some("1")).unwrap(), "v_v1");
+        let e = m.resolve_ref(None, "v", Some("4")).unwrap_err();
+        assert_eq!(e.code, Code::DbtUnknownRef);
+        assert!(e.message.contains("ref('v', v=4)"), "{}", e.message);
+        assert!(e.message.contains("no version 4"), "{}", e.message);
+        let help = e.help.unwrap();
+        assert!(help.contains("its versions: 1, 2, 3, latest 2"), "{help}");
+        let e = m.resolve_ref(None, "v", Some("0")).unwrap_err();
+        assert_eq!(e.code, Code::DbtDisabledModel);
+        // An unversioned model pinned to a version.
+        let e = m
+            .resolve_ref(Some("shop"), "orders", Some("2"))
+            .unwrap_err();
+        assert_eq!(e.code, Code::DbtUnknownRef);
+        assert!(e.message.contains("has no versions"), "{}", e.message);
+        assert!(e.help.unwrap().contains("ref('shop', 'orders')"));
+        // Text versions; the latest disabled.
+        assert_eq!(m.resolve_ref(None, "s", Some("beta")).unwrap(), "s_beta");
+        let e = m.resolve_ref(None, "s", None).unwrap_err();
+        assert_eq!(e.code, Code::DbtDisabledModel);
+        assert!(e.message.contains("version alpha"), "{}", e.message);
+        assert!(m.is_versioned("v") && m.is_versioned("s") && !m.is_versioned("orders"));
+    }
+
+    #[test]
+    fn ref_calls_print_the_version_dbt_reads() {
+        assert_eq!(ref_call(None, "m", Some("2")), "ref('m', v=2)");
+        assert_eq!(
+            ref_call(Some("p"), "m", Some("1.5")),
+            "ref('p', 'm', v='1.5')"
+        );
+        assert_eq!(ref_call(None, "m", Some("02")), "ref('m', v='02')");
+        assert_eq!(ref_call(None, "m", Some("0")), "ref('m', v='0')");
+        assert_eq!(ref_call(None, "m", Some("it's")), "ref('m', v='it\\'s')");
+        assert_eq!(ref_call(None, "m", None), "ref('m')");
     }
 }

@@ -77,6 +77,8 @@ pub enum Call {
     Ref {
         package: Option<String>,
         name: String,
+        /// A pinned version (`v=2` / `version=2`), as text.
+        version: Option<String>,
     },
     Source {
         source: String,
@@ -87,9 +89,14 @@ pub enum Call {
 impl Call {
     pub fn jinja(&self) -> String {
         match self {
-            Call::Ref { package, name } => {
-                format!("{{{{ {} }}}}", ref_call(package.as_deref(), name))
-            }
+            Call::Ref {
+                package,
+                name,
+                version,
+            } => format!(
+                "{{{{ {} }}}}",
+                ref_call(package.as_deref(), name, version.as_deref())
+            ),
             Call::Source { source, table } => format!("{{{{ source('{source}', '{table}') }}}}"),
         }
     }
@@ -97,7 +104,7 @@ impl Call {
     /// The arguments, for finding the call in a field's text.
     fn args(&self) -> Vec<&str> {
         match self {
-            Call::Ref { package, name } => package
+            Call::Ref { package, name, .. } => package
                 .iter()
                 .map(String::as_str)
                 .chain([name.as_str()])
@@ -119,7 +126,13 @@ impl DbtContext {
     /// for [`DbtContext::take_problem`].
     pub fn resolve(&self, call: &Call) -> Result<String, String> {
         let result = match call {
-            Call::Ref { package, name } => self.manifest.resolve_ref(package.as_deref(), name),
+            Call::Ref {
+                package,
+                name,
+                version,
+            } => self
+                .manifest
+                .resolve_ref(package.as_deref(), name, version.as_deref()),
             Call::Source { source, table } => self.manifest.resolve_source(source, table),
         };
         match result {
@@ -190,14 +203,10 @@ impl DbtContext {
         let _ = node.visit(&mut Swap(self));
     }
 
-    /// A `ref:` key's value (`model` or `package.model`), resolved.
+    /// A `ref:` key's value (`model`, `package.model`, with `.v<version>`
+    /// for a pinned version: `model.v2`, `package.model.v2`), resolved.
     pub fn resolve_ref_key(&self, value: &str) -> Result<String, RefError> {
-        let value = value.trim();
-        let (package, name) = match value.split_once('.') {
-            Some((p, n)) => (Some(p.trim().to_string()), n.trim().to_string()),
-            None => (None, value.to_string()),
-        };
-        let call = Call::Ref { package, name };
+        let call = self.ref_key_call(value);
         match self.resolve(&call) {
             Ok(p) => Ok(placeholder_index(&p)
                 .and_then(|i| self.replacement(i))
@@ -208,6 +217,35 @@ impl DbtContext {
                 label: "unknown dbt model".into(),
                 help: None,
             })),
+        }
+    }
+
+    /// The call a `ref:` key's value stands for. `a.b` is `model.v<version>`
+    /// when `b` is `v<version>` and the manifest has a versioned model `a`
+    /// (dbt's selector syntax for a version), `package.model` otherwise;
+    /// `a.b.v<version>` is `package.model.v<version>`.
+    fn ref_key_call(&self, value: &str) -> Call {
+        let parts: Vec<&str> = value.trim().split('.').map(str::trim).collect();
+        let version_of = |part: &str| {
+            part.strip_prefix('v')
+                .filter(|v| !v.is_empty())
+                .map(str::to_string)
+        };
+        let (package, name, version) = match parts.as_slice() {
+            [name] => (None, *name, None),
+            [model, v] if version_of(v).is_some() && self.manifest.is_versioned(model) => {
+                (None, *model, version_of(v))
+            }
+            [package, name, v] if version_of(v).is_some() => (Some(*package), *name, version_of(v)),
+            _ => match value.trim().split_once('.') {
+                Some((p, n)) => (Some(p.trim()), n.trim(), None),
+                None => (None, value.trim(), None),
+            },
+        };
+        Call::Ref {
+            package: package.map(str::to_string),
+            name: name.to_string(),
+            version,
         }
     }
 
@@ -550,6 +588,7 @@ mod tests {
         let call = Call::Ref {
             package: Some("shop".into()),
             name: "orders".into(),
+            version: None,
         };
         let span = locate_call(&sources, Span::new(id, 5, text.len()), &call);
         assert_eq!(sources.snippet(span), "ref('shop', 'orders')");

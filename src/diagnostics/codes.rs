@@ -125,6 +125,8 @@ codes! {
         "What: a KPI's `decomposition` evaluated on the data differs from the KPI's metric by more than 0.1% in some period.\nWhy: drivers are attributed over that identity; when it does not hold, the split is rescaled to the KPI's change and misleads.\nFix: make the identity exact (same filters on every metric, e.g. `orders / sessions` counted over the same rows) or drop `decomposition:`.";
     TargetFileUnknownKpi = "257", Warning, "target file row for an unknown KPI",
         "What: a row of a target file names, in its `kpi` column, a KPI the project does not define (or none).\nWhy: the row is ignored, so a misspelt KPI name would leave that KPI's period without its target, silently.\nFix: use the suggested KPI name, or remove the row.";
+    DriversNotAttributed = "258", Warning, "drivers not attributed: identity too large",
+        "What: a KPI has drivers, but its identity (its `decomposition:`, or its derived metric's expression) has more than 10 metrics.\nWhy: the exact (Shapley) split evaluates the identity on every subset of its metrics (2^n evaluations), so kpic does not attribute it: kpi_drivers lists the drivers with their change but `method: none` and no contribution.\nFix: group metrics into derived metrics so the expression uses at most 10 (e.g. `paid = card + invoice + voucher`), or declare a `decomposition:` over at most 10 metrics and list those as `drivers:`.";
 
     // ---- KPI3xx: plan and dialects ----
     DialectUnsupported = "301", Error, "not available in this dialect",
@@ -154,9 +156,9 @@ codes! {
     DbtManifestStale = "503", Error, "dbt manifest older than the dbt project",
         "What: a model, seed, snapshot, macro or YAML file of the dbt project (or dbt_project.yml) changed after the manifest was written.\nWhy: refs are resolved with the manifest's relation names; a model renamed, moved to another schema, disabled or added since then would be resolved wrongly or not at all (an error rather than a warning: warnings are KPI25x, and `dbt parse` always clears it).\nFix: run `dbt parse` in the dbt project (it rewrites target/manifest.json in seconds, without touching the warehouse).";
     DbtUnknownRef = "504", Error, "unknown dbt model or source",
-        "What: `ref()`, `source()` or a source's `ref:` names a model (or seed, snapshot) or a source table the dbt manifest does not have.\nFix: use the suggested name; if the model is new, run `dbt parse` so the manifest knows it.";
+        "What: `ref()`, `source()` or a source's `ref:` names a model (or seed, snapshot) or a source table the dbt manifest does not have, or pins a version (`ref('m', v=2)`, `ref: m.v2`) the model does not have.\nFix: use the suggested name, or one of the versions listed (without a version a ref reads the model's `latest_version`); if the model or version is new, run `dbt parse` so the manifest knows it.";
     DbtDisabledModel = "505", Error, "dbt model is disabled",
-        "What: the model (or source) a ref names exists but is disabled (`enabled: false`) in the dbt project.\nWhy: a disabled model has no relation in the warehouse.\nFix: enable it in dbt, or read another model.";
+        "What: the model (or source, or the model's version a ref pins or, unpinned, its latest version) a ref names exists but is disabled (`enabled: false`) in the dbt project.\nWhy: a disabled model has no relation in the warehouse.\nFix: enable it in dbt, or read another model.";
     DbtEphemeralModel = "506", Error, "dbt model is ephemeral",
         "What: the model a ref names is materialized as `ephemeral`: dbt inlines it as a CTE and it has no relation in the warehouse.\nFix: materialize it as a view or table in dbt, or read the models it selects from.";
     DbtAmbiguousRef = "507", Error, "ambiguous dbt ref",

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::sync::mpsc::{RecvTimeoutError, channel};
 use std::time::Duration;
 
-use minijinja::value::Value;
+use minijinja::value::{Kwargs, Rest, Value, ValueKind, ValueOrKwargs, from_args};
 use minijinja::{Environment, Error, ErrorKind, UndefinedBehavior};
 
 use crate::dbt::{Call, DbtContext};
@@ -159,7 +159,9 @@ impl Templater {
             })
             .unwrap_or_default();
         let for_ref = dbt.clone();
-        env.add_function("ref", move |args: &[Value]| -> Result<String, Error> {
+        env.add_function("ref", move |args: Rest<ValueOrKwargs>| -> Result<String, Error> {
+            let args: Vec<Value> = args.0.into_iter().map(Value::from).collect();
+            let (args, kwargs): (&[Value], Kwargs) = from_args(&args)?;
             // Without a dbt manifest a ref names the relation itself.
             let names: Vec<String> = args.iter().map(|a| a.to_string()).collect();
             let (package, model) = match names.as_slice() {
@@ -168,16 +170,22 @@ impl Templater {
                 _ => {
                     return Err(Error::new(
                         ErrorKind::InvalidOperation,
-                        "ref() takes a model name, optionally preceded by a package name",
+                        "ref() takes a model name, optionally preceded by a package name (and `v=` for a version)",
                     ));
                 }
             };
+            let version = ref_version(&kwargs)?;
             match &for_ref {
+                None if version.is_some() => Err(Error::new(
+                    ErrorKind::InvalidOperation,
+                    "ref() with a version needs the dbt manifest to find that version's relation: set `dbt: {project_dir: …}` in kpic.yml",
+                )),
                 None => Ok(model),
                 Some(dbt) => dbt
                     .resolve(&Call::Ref {
                         package,
                         name: model,
+                        version,
                     })
                     .map_err(|m| Error::new(ErrorKind::InvalidOperation, m)),
             }
@@ -324,6 +332,42 @@ impl Templater {
             }
         }
     }
+}
+
+/// The version a `ref()` pins (`version=` or `v=`, as dbt reads them:
+/// `version` first), as text: dbt looks it up as `<model>.v<text>`.
+fn ref_version(kwargs: &Kwargs) -> Result<Option<String>, Error> {
+    let version: Option<Value> = kwargs.get("version")?;
+    let v: Option<Value> = kwargs.get("v")?;
+    kwargs.assert_all_used()?;
+    let Some(value) = version.or(v).filter(|v| !v.is_none() && !v.is_undefined()) else {
+        return Ok(None);
+    };
+    let text = match value.kind() {
+        ValueKind::Number | ValueKind::String => value.to_string(),
+        _ => {
+            return Err(Error::new(
+                ErrorKind::InvalidOperation,
+                format!("a ref() version is a number or a string, not `{value}`"),
+            ));
+        }
+    };
+    if text.is_empty() {
+        return Err(Error::new(
+            ErrorKind::InvalidOperation,
+            "a ref() version is empty",
+        ));
+    }
+    // dbt reads a falsy version (`v=0`) as no version at all (the latest).
+    if !value.is_true() {
+        return Err(Error::new(
+            ErrorKind::InvalidOperation,
+            format!(
+                "dbt reads the version `{value}` as no version (the latest one); write it as text to pin it: v='{text}'"
+            ),
+        ));
+    }
+    Ok(Some(text))
 }
 
 /// KPI107 for a template over [`MAX_TEMPLATE_BYTES`].

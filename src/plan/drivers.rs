@@ -7,16 +7,11 @@
 //! known when it is a product/quotient of metrics (log split) and absent
 //! otherwise (Shapley split).
 
-use std::ops::ControlFlow;
-
 use sqlparser::ast::{BinaryOperator, Expr, UnaryOperator, Value};
 
 use super::{DriverPlan, Identity};
 use crate::semantic::KpiInfo;
-
-/// Most metrics an identity may have: the Shapley split evaluates it on
-/// every subset of them (2^n evaluations).
-const MAX_IDENTITY_METRICS: usize = 10;
+use crate::semantic::expr::{MAX_IDENTITY_METRICS, identity_metrics};
 
 pub(super) fn plan_drivers(info: &KpiInfo) -> (Vec<DriverPlan>, Option<Identity>) {
     let identity = info.identity.as_ref().and_then(identity);
@@ -33,21 +28,11 @@ pub(super) fn plan_drivers(info: &KpiInfo) -> (Vec<DriverPlan>, Option<Identity>
 
 /// The identity over `expr`, or `None` when it cannot be attributed:
 /// `offset()` terms (the shifted values are not drivers of this period) or
-/// too many metrics for an exact Shapley split.
+/// too many metrics for an exact Shapley split (which the semantic stage
+/// reported, KPI258).
 fn identity(expr: &Expr) -> Option<Identity> {
-    let mut metrics: Vec<String> = Vec::new();
-    let mut has_offset = false;
-    let _ = sqlparser::ast::visit_expressions(expr, |e| {
-        match e {
-            Expr::Identifier(i) if !metrics.contains(&i.value) => metrics.push(i.value.clone()),
-            Expr::Function(f) if crate::semantic::aggregates::function_name(f) == "offset" => {
-                has_offset = true
-            }
-            _ => {}
-        }
-        ControlFlow::<()>::Continue(())
-    });
-    if has_offset || metrics.is_empty() || metrics.len() > MAX_IDENTITY_METRICS {
+    let metrics = identity_metrics(expr)?;
+    if metrics.is_empty() || metrics.len() > MAX_IDENTITY_METRICS {
         return None;
     }
     let mut exponents = vec![0.0; metrics.len()];
@@ -128,6 +113,21 @@ mod tests {
             let i = identity(&parse(e)).expect("identity");
             assert_eq!(i.exponents, None, "{e}");
         }
+    }
+
+    #[test]
+    fn identities_over_the_limit_are_not_attributed() {
+        let sum = |n: usize| {
+            (1..=n)
+                .map(|i| format!("m{i}"))
+                .collect::<Vec<_>>()
+                .join(" + ")
+        };
+        assert!(identity(&parse(&sum(MAX_IDENTITY_METRICS))).is_some());
+        // Repeated metrics count once.
+        let repeated = format!("{} + m1", sum(MAX_IDENTITY_METRICS));
+        assert!(identity(&parse(&repeated)).is_some());
+        assert!(identity(&parse(&sum(MAX_IDENTITY_METRICS + 1))).is_none());
     }
 
     #[test]

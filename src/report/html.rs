@@ -14,7 +14,8 @@
 use std::fmt::Write as _;
 
 use super::svg::{TrendPoint, metric_line, trend};
-use super::{KpiReport, MAX_POINTS, MetricGroup, PeriodValues, Report, Why};
+use super::{KpiReport, MAX_POINTS, MetricGroup, Report, Why};
+use crate::exec::KpiRow;
 use crate::model::Format;
 
 /// HTML-escapes text for element content and quoted attributes; control
@@ -267,7 +268,7 @@ fn card(out: &mut String, k: &KpiReport) {
         meta.push(format!("owner {o}"));
     }
     let _ = write!(out, "<p class=\"kpi-meta\">{}</p>", esc(&meta.join(" · ")));
-    let columns: Vec<(&str, &PeriodValues)> = [
+    let columns: Vec<(&str, &KpiRow)> = [
         ("latest_complete", k.latest_complete()),
         ("current", k.current()),
     ]
@@ -288,9 +289,9 @@ fn card(out: &mut String, k: &KpiReport) {
         let _ = write!(
             out,
             "<th scope=\"col\" data-role=\"{role}\" data-period=\"{}\">{}{}</th>",
-            esc(&p.label),
-            esc(&p.label),
-            if p.complete {
+            esc(&p.period),
+            esc(&p.period),
+            if p.is_complete {
                 ""
             } else {
                 " <small>(in progress)</small>"
@@ -298,7 +299,7 @@ fn card(out: &mut String, k: &KpiReport) {
         );
     }
     out.push_str("</tr></thead><tbody>");
-    type Cellf = fn(&KpiReport, &PeriodValues) -> (Option<f64>, String, &'static str);
+    type Cellf = fn(&KpiReport, &KpiRow) -> (Option<f64>, String, &'static str);
     let rows: [(&str, &str, Cellf); 7] = [
         ("actual", "Actual", |k, p| {
             (p.actual, format_value(p.actual, k.format), "")
@@ -310,11 +311,11 @@ fn card(out: &mut String, k: &KpiReport) {
             (p.attainment, ratio_pct(p.attainment), "")
         }),
         ("projected", "Projected", |k, p| {
-            let v = p.projected.filter(|_| !p.complete);
+            let v = p.projected.filter(|_| !p.is_complete);
             (v, format_value(v, k.format), "")
         }),
         ("pacing", "Pacing (projected / target)", |_, p| {
-            let v = match (p.complete, p.projected, p.target) {
+            let v = match (p.is_complete, p.projected, p.target) {
                 (false, Some(x), Some(t)) if t != 0.0 => Some(x / t),
                 _ => None,
             };
@@ -337,7 +338,7 @@ fn card(out: &mut String, k: &KpiReport) {
     ];
     for (field, title, value) in rows {
         // Projection and pacing only mean something for a running period.
-        if matches!(field, "projected" | "pacing") && columns.iter().all(|(_, p)| p.complete) {
+        if matches!(field, "projected" | "pacing") && columns.iter().all(|(_, p)| p.is_complete) {
             continue;
         }
         let _ = write!(out, "<tr><th scope=\"row\">{title}</th>");
@@ -366,11 +367,11 @@ fn card(out: &mut String, k: &KpiReport) {
     let points: Vec<TrendPoint> = k.periods[start..]
         .iter()
         .map(|p| TrendPoint {
-            label: &p.label,
+            label: &p.period,
             actual: p.actual,
             target: p.target,
             projected: p.projected,
-            complete: p.complete,
+            complete: p.is_complete,
         })
         .collect();
     out.push_str(&trend(
@@ -424,10 +425,10 @@ fn why(out: &mut String, k: &KpiReport, w: &Why) {
          <h3>{}: {} in {}</h3><div class=\"why-grid\">",
         esc(&k.name),
         esc(&k.name),
-        esc(&p.label),
+        esc(&p.period),
         esc(&k.label),
         status_words(&p.status),
-        esc(&p.label)
+        esc(&p.period)
     );
 
     // What: the change.
@@ -440,15 +441,15 @@ fn why(out: &mut String, k: &KpiReport, w: &Why) {
         out,
         "{} in {}{}, against {} in {}: <span class=\"{}\">{} ({})</span>.",
         esc(&format_value(w.actual, f)),
-        esc(&p.label),
-        if p.complete { "" } else { " so far" },
+        esc(&p.period),
+        if p.is_complete { "" } else { " so far" },
         esc(&format_value(w.previous, f)),
         baseline,
         change_class(w.change, &k.direction),
         esc(&signed_value(w.change, f)),
         esc(&signed_pct(w.change_pct))
     );
-    if !p.complete {
+    if !p.is_complete {
         out.push_str(
             " <span class=\"note\">(like for like: the same number of days of both periods)</span>",
         );
@@ -457,7 +458,7 @@ fn why(out: &mut String, k: &KpiReport, w: &Why) {
 
     // So What: against the target, and why it matters.
     out.push_str("<div class=\"so-what\"><h4>So What</h4><p>");
-    let judged = if p.complete {
+    let judged = if p.is_complete {
         format!("{} reached", esc(&format_value(p.actual, f)))
     } else {
         format!("{} projected", esc(&format_value(p.projected, f)))
@@ -468,7 +469,7 @@ fn why(out: &mut String, k: &KpiReport, w: &Why) {
         esc(&format_value(p.target, f)),
         status_words(&p.status)
     );
-    let basis = if p.complete { p.actual } else { p.projected };
+    let basis = if p.is_complete { p.actual } else { p.projected };
     if let (Some(v), Some(t)) = (basis, p.target)
         && t != 0.0
     {

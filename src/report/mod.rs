@@ -1,13 +1,15 @@
 //! The HTML KPI report (`kpic report`): one self-contained file, inline
 //! CSS and SVG.
 //!
-//! In: an analyzed model and the DuckDB database a build has just written
-//! (`kpic run`'s five output tables). Out: a [`Report`] ([`gather`]), then
-//! the page ([`html::render`]).
+//! In: an analyzed model, the DuckDB database a build has just written
+//! (`kpic run`'s five output tables) and the kpi_results rows that build
+//! returned ([`crate::exec::RunOutcome::rows`]). Out: a [`Report`]
+//! ([`gather`]), then the page ([`html::render`]).
 //!
-//! The numbers come from the tables (kpi_definitions, kpi_results,
-//! kpi_metrics, kpi_drivers, kpi_breakdowns), so the page shows exactly what
-//! a BI tool reading the same database would. The model only gives what
+//! The numbers come from the tables (kpi_results as the build returned
+//! its rows; kpi_definitions, kpi_metrics, kpi_drivers, kpi_breakdowns read
+//! back), so the page shows exactly what a BI tool reading the same
+//! database would. The model only gives what
 //! the tables do not hold: the order of the KPIs as written and the labels
 //! and formats of diagnostic metrics. For each KPI that is off track or at
 //! risk, [`crate::explain`] answers What / So What / Now What; when it
@@ -22,7 +24,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::diagnostics::Diagnostics;
-use crate::exec::{Cell, Session};
+use crate::exec::{Cell, KpiRow, Session};
 use crate::explain::{Baseline, ExplainOptions, Explanation};
 use crate::model::{AsOf, Format};
 use crate::semantic::SemanticModel;
@@ -45,25 +47,6 @@ pub struct ReportOptions {
     pub timeout: Option<Duration>,
 }
 
-/// One kpi_results row.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PeriodValues {
-    pub label: String,
-    pub start: String,
-    pub end: String,
-    pub complete: bool,
-    pub actual: Option<f64>,
-    pub target: Option<f64>,
-    pub attainment: Option<f64>,
-    pub status: String,
-    pub projected: Option<f64>,
-    pub previous: Option<f64>,
-    pub change: Option<f64>,
-    pub change_pct: Option<f64>,
-    pub last_year: Option<f64>,
-    pub yoy_change_pct: Option<f64>,
-}
-
 /// A KPI: its kpi_definitions row and its kpi_results rows.
 #[derive(Debug, Clone)]
 pub struct KpiReport {
@@ -80,19 +63,19 @@ pub struct KpiReport {
     pub tolerance: Option<f64>,
     pub action_plan: Option<String>,
     pub drivers: Vec<String>,
-    /// Ordered by period_start.
-    pub periods: Vec<PeriodValues>,
+    /// Its kpi_results rows, ordered by period_start.
+    pub periods: Vec<KpiRow>,
 }
 
 impl KpiReport {
     /// The latest period that has ended.
-    pub fn latest_complete(&self) -> Option<&PeriodValues> {
-        self.periods.iter().rev().find(|p| p.complete)
+    pub fn latest_complete(&self) -> Option<&KpiRow> {
+        self.periods.iter().rev().find(|p| p.is_complete)
     }
 
     /// The period containing as_of, when it has not ended.
-    pub fn current(&self) -> Option<&PeriodValues> {
-        self.periods.last().filter(|p| !p.complete)
+    pub fn current(&self) -> Option<&KpiRow> {
+        self.periods.last().filter(|p| !p.is_complete)
     }
 
     /// The status the card shows: the current period's (judged on its
@@ -106,8 +89,8 @@ impl KpiReport {
     /// The period a Why section explains: the latest complete period when
     /// it is off track or at risk (complete data is firmer), else the
     /// current period when it is. `None`: nothing to explain.
-    pub fn flagged_period(&self) -> Option<&PeriodValues> {
-        let flagged = |p: &&PeriodValues| is_flagged(&p.status);
+    pub fn flagged_period(&self) -> Option<&KpiRow> {
+        let flagged = |p: &&KpiRow| is_flagged(&p.status);
         self.latest_complete()
             .filter(flagged)
             .or(self.current().filter(flagged))
@@ -173,7 +156,7 @@ pub struct SegmentMove {
 #[derive(Debug, Clone)]
 pub struct Why {
     pub kpi: String,
-    pub period: PeriodValues,
+    pub period: KpiRow,
     pub baseline_label: Option<String>,
     /// The change explained (explain's, like for like for an incomplete
     /// period; kpi_results' otherwise).
@@ -197,10 +180,16 @@ pub struct Report {
     pub whys: Vec<Why>,
 }
 
-/// Reads the output tables and explains every flagged KPI.
-pub fn gather(model: &SemanticModel, options: &ReportOptions) -> Result<Report, Diagnostics> {
+/// Reads the output tables back (but kpi_results: `results` are the rows
+/// the build returned, ordered by KPI and period_start) and explains every
+/// flagged KPI.
+pub fn gather(
+    model: &SemanticModel,
+    options: &ReportOptions,
+    results: &[KpiRow],
+) -> Result<Report, Diagnostics> {
     let tables = read_tables(model, options)?;
-    let kpis = kpi_reports(model, &tables);
+    let kpis = kpi_reports(model, &tables, results);
     let metric_groups = metric_groups(model, &kpis, &tables.metrics);
     let whys = kpis
         .iter()
@@ -219,10 +208,9 @@ pub fn gather(model: &SemanticModel, options: &ReportOptions) -> Result<Report, 
     })
 }
 
-/// The rows of the output tables the report uses.
+/// The rows of the output tables the report reads back.
 struct Tables {
     definitions: Vec<BTreeMap<&'static str, Cell>>,
-    results: Vec<(String, PeriodValues)>,
     /// (metric, grain) → points.
     metrics: BTreeMap<(String, String), Vec<MetricPoint>>,
     /// (kpi, period) → driver rows.
@@ -274,37 +262,6 @@ fn read_tables(model: &SemanticModel, options: &ReportOptions) -> Result<Tables,
         )?
         .into_iter()
         .map(|row| DEFINITION_COLUMNS.iter().copied().zip(row).collect())
-        .collect();
-    let results = session
-        .rows(
-            "SELECT kpi, period, CAST(period_start AS VARCHAR), CAST(period_end AS VARCHAR), \
-             is_complete, actual, target, attainment, status, projected, previous, change, \
-             change_pct, last_year, yoy_change_pct FROM kpi_results ORDER BY kpi, period_start",
-            "kpi_results",
-        )?
-        .into_iter()
-        .filter_map(|r| {
-            let n = |i: usize| r.get(i).and_then(Cell::number);
-            Some((
-                text(r.first()?)?,
-                PeriodValues {
-                    label: text(r.get(1)?)?,
-                    start: text(r.get(2)?).unwrap_or_default(),
-                    end: text(r.get(3)?).unwrap_or_default(),
-                    complete: matches!(r.get(4)?, Cell::Bool(true)),
-                    actual: n(5),
-                    target: n(6),
-                    attainment: n(7),
-                    status: text(r.get(8)?).unwrap_or_else(|| "no_data".into()),
-                    projected: n(9),
-                    previous: n(10),
-                    change: n(11),
-                    change_pct: n(12),
-                    last_year: n(13),
-                    yoy_change_pct: n(14),
-                },
-            ))
-        })
         .collect();
     // A period [start, end) is complete when it ends by as_of: end <= as_of + 1 day.
     let day_after_as_of = options
@@ -394,7 +351,6 @@ fn read_tables(model: &SemanticModel, options: &ReportOptions) -> Result<Tables,
         .find_map(|d| d.get("computed_at").and_then(text));
     Ok(Tables {
         definitions,
-        results,
         metrics,
         drivers,
         breakdowns,
@@ -422,7 +378,7 @@ fn parse_format(text: Option<&str>) -> Format {
 
 /// One KPI per kpi_definitions row, in the order the project defines them
 /// (KPIs the model does not know, if any, last by name).
-fn kpi_reports(model: &SemanticModel, tables: &Tables) -> Vec<KpiReport> {
+fn kpi_reports(model: &SemanticModel, tables: &Tables, results: &[KpiRow]) -> Vec<KpiReport> {
     let position = |name: &str| {
         model
             .project
@@ -437,12 +393,7 @@ fn kpi_reports(model: &SemanticModel, tables: &Tables) -> Vec<KpiReport> {
         .filter_map(|d| {
             let text = |c: &str| d.get(c).and_then(Cell::text).map(str::to_string);
             let name = text("kpi")?;
-            let periods = tables
-                .results
-                .iter()
-                .filter(|(k, _)| *k == name)
-                .map(|(_, p)| p.clone())
-                .collect();
+            let periods = results.iter().filter(|r| r.kpi == name).cloned().collect();
             Some(KpiReport {
                 label: text("label").unwrap_or_else(|| name.clone()),
                 description: text("description"),
@@ -536,13 +487,13 @@ fn why(
     options: &ReportOptions,
     tables: &Tables,
     kpi: &KpiReport,
-    period: &PeriodValues,
+    period: &KpiRow,
 ) -> Why {
     let explained = crate::explain::explain(
         model,
         &ExplainOptions {
             kpi: kpi.name.clone(),
-            period: Some(period.label.clone()),
+            period: Some(period.period.clone()),
             vs: Baseline::Previous,
             depth: 3,
             top: TOP,
@@ -552,7 +503,7 @@ fn why(
             timeout: options.timeout,
         },
     );
-    let key = (kpi.name.clone(), period.label.clone());
+    let key = (kpi.name.clone(), period.period.clone());
     match explained {
         Ok((answer, notes)) => from_explanation(model, kpi, period, answer, notes.0),
         Err(d) => {
@@ -603,7 +554,7 @@ fn sort_drivers(drivers: &mut [DriverMove]) {
 fn from_explanation(
     model: &SemanticModel,
     kpi: &KpiReport,
-    period: &PeriodValues,
+    period: &KpiRow,
     a: Explanation,
     notes: Vec<String>,
 ) -> Why {

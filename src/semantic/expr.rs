@@ -714,6 +714,77 @@ pub fn dependency_order(name: &str, infos: &HashMap<String, MetricInfo>, out: &m
     out.push(name.to_string());
 }
 
+/// Most metrics a KPI's identity (its `decomposition:`, or its derived
+/// metric's expression) may have for its drivers to be attributed: the
+/// exact Shapley split evaluates the identity on every subset of them
+/// (2^n evaluations). Over it the drivers are listed with `method: none`
+/// (`plan::drivers`) and `kpic check` warns (KPI258).
+pub(crate) const MAX_IDENTITY_METRICS: usize = 10;
+
+/// The distinct metrics of an identity, in order of first use; `None` when
+/// it uses `offset()` (shifted values are not drivers of this period).
+pub(crate) fn identity_metrics(expr: &Expr) -> Option<Vec<String>> {
+    let mut metrics: Vec<String> = Vec::new();
+    let mut has_offset = false;
+    let _ = sqlparser::ast::visit_expressions(expr, |e| {
+        match e {
+            Expr::Identifier(i) if !metrics.contains(&i.value) => metrics.push(i.value.clone()),
+            Expr::Function(f) if super::aggregates::function_name(f) == "offset" => {
+                has_offset = true
+            }
+            _ => {}
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+    (!has_offset).then_some(metrics)
+}
+
+/// KPI258: a KPI with drivers whose identity has more metrics than an
+/// exact split takes (its drivers are shown, but not attributed).
+fn warn_unattributed_drivers(project: &Project, k: &Kpi, diags: &mut Diagnostics) {
+    let (identity, from_decomposition) = match (&k.decomposition, project.metric(&k.metric.value)) {
+        (Some(dec), _) => (dec, true),
+        (
+            None,
+            Some(crate::model::Metric {
+                kind: MetricKind::Derived { expr },
+                ..
+            }),
+        ) => (expr, false),
+        _ => return,
+    };
+    let Some(metrics) = identity_metrics(&identity.expr) else {
+        return;
+    };
+    if metrics.len() <= MAX_IDENTITY_METRICS {
+        return;
+    }
+    let n = metrics.len();
+    let what = if from_decomposition {
+        "its decomposition".to_string()
+    } else {
+        format!("the expression of its metric `{}`", k.metric.value)
+    };
+    let message = format!(
+        "KPI `{}`'s drivers will be shown but not attributed: {what} has {n} metrics, more than the {MAX_IDENTITY_METRICS} an exact split takes",
+        k.name.value
+    );
+    let label = format!("{n} metrics: kpi_drivers gets `method: none` and no contributions");
+    let d = if from_decomposition {
+        Diagnostic::new(Code::DriversNotAttributed, message).at(identity.span, label)
+    } else {
+        Diagnostic::new(Code::DriversNotAttributed, message)
+            .at(k.metric.span, label)
+            .with_secondary(identity.span, "the identity drivers are attributed over")
+    };
+    diags.push(
+        d.with_help(format!(
+            "group metrics into derived metrics (e.g. `paid = card + invoice + voucher`) so the expression uses at most {MAX_IDENTITY_METRICS}, or declare a `decomposition:` over at most {MAX_IDENTITY_METRICS} metrics and list those as `drivers:`"
+        ))
+        .with_note(format!("the exact (Shapley) split evaluates the identity on every subset of its metrics: 2^{n} evaluations")),
+    );
+}
+
 pub fn analyze_kpis(
     project: &Project,
     schemas: &Schemas,
@@ -837,13 +908,16 @@ fn analyze_kpi(
         ) => Some(expr.expr.clone()),
         _ => None,
     };
-    let identity_metrics = match &k.decomposition {
+    if !drivers.is_empty() {
+        warn_unattributed_drivers(project, k, diags);
+    }
+    let decomposition_metrics = match &k.decomposition {
         Some(dec) => metric_refs(dec).unwrap_or_default(),
         None => Vec::new(),
     };
     let mut needed = Vec::new();
     dependency_order(&k.metric.value, metrics, &mut needed);
-    for d in drivers.iter().chain(&identity_metrics) {
+    for d in drivers.iter().chain(&decomposition_metrics) {
         if metrics.contains_key(d) {
             dependency_order(d, metrics, &mut needed);
         }
