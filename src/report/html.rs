@@ -493,27 +493,35 @@ fn why(out: &mut String, k: &KpiReport, w: &Why) {
 
     // Now What: drivers, segments, the plan.
     out.push_str("<div class=\"now-what\"><h4>Now What</h4>");
-    let attributed: Vec<_> = w.drivers.iter().filter(|d| d.method != "none").collect();
-    let diagnostic: Vec<_> = w.drivers.iter().filter(|d| d.method == "none").collect();
+    let attributed: Vec<_> = w
+        .drivers
+        .iter()
+        .filter(|d| d.driver.method != "none")
+        .collect();
+    let diagnostic: Vec<_> = w
+        .drivers
+        .iter()
+        .filter(|d| d.driver.method == "none")
+        .collect();
     if !attributed.is_empty() || !diagnostic.is_empty() {
         out.push_str("<h5>Top drivers</h5><ol class=\"drivers\">");
         for d in attributed.iter().chain(diagnostic.iter()).take(super::TOP) {
             let _ = write!(
                 out,
                 "<li class=\"driver\" data-metric=\"{}\">{}: {} → {} <span class=\"{}\">({})</span>",
-                esc(&d.metric),
+                esc(&d.driver.metric),
                 esc(&d.label),
-                esc(&format_value(d.previous, d.format)),
-                esc(&format_value(d.actual, d.format)),
-                change_class(d.change_pct, "higher_is_better"),
-                esc(&signed_pct(d.change_pct))
+                esc(&format_value(d.driver.previous, d.format)),
+                esc(&format_value(d.driver.actual, d.format)),
+                change_class(d.driver.change_pct, "higher_is_better"),
+                esc(&signed_pct(d.driver.change_pct))
             );
-            if d.method != "none" {
+            if d.driver.method != "none" {
                 let _ = write!(
                     out,
                     ", contributed {}{}",
-                    esc(&signed_value(d.contribution, f)),
-                    d.share_of_change.map_or(String::new(), |s| format!(
+                    esc(&signed_value(d.driver.contribution, f)),
+                    d.driver.share_of_change.map_or(String::new(), |s| format!(
                         " ({:.0}% of the change)",
                         s * 100.0
                     ))

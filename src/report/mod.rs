@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use crate::diagnostics::Diagnostics;
 use crate::exec::{Cell, KpiRow, Session};
-use crate::explain::{Baseline, ExplainOptions, Explanation};
+use crate::explain::{Baseline, DriverOut, ExplainOptions, Explanation};
 use crate::model::{AsOf, Format};
 use crate::semantic::SemanticModel;
 
@@ -130,15 +130,11 @@ pub struct MetricGroup {
 /// A driver's move over the explained period.
 #[derive(Debug, Clone)]
 pub struct DriverMove {
-    pub metric: String,
+    /// The driver's values and split, as explain gives them (and as a
+    /// kpi_drivers row holds them).
+    pub driver: DriverOut,
     pub label: String,
     pub format: Format,
-    pub actual: Option<f64>,
-    pub previous: Option<f64>,
-    pub change_pct: Option<f64>,
-    pub contribution: Option<f64>,
-    pub share_of_change: Option<f64>,
-    pub method: String,
 }
 
 /// A segment that explains the change.
@@ -306,15 +302,17 @@ fn read_tables(model: &SemanticModel, options: &ReportOptions) -> Result<Tables,
         let n = |i: usize| r.get(i).and_then(Cell::number);
         let (label, format) = metric_label_format(model, &driver);
         drivers.entry((kpi, period)).or_default().push(DriverMove {
-            metric: driver,
+            driver: DriverOut {
+                metric: driver,
+                actual: n(3),
+                previous: n(4),
+                change_pct: n(5),
+                contribution: n(6),
+                share_of_change: n(7),
+                method: r.get(8).and_then(text).unwrap_or_else(|| "none".into()),
+            },
             label,
             format,
-            actual: n(3),
-            previous: n(4),
-            change_pct: n(5),
-            contribution: n(6),
-            share_of_change: n(7),
-            method: r.get(8).and_then(text).unwrap_or_else(|| "none".into()),
         });
     }
     let mut breakdowns: BTreeMap<(String, String), Vec<(String, SegmentMove)>> = BTreeMap::new();
@@ -545,6 +543,7 @@ fn abs(v: Option<f64>) -> f64 {
 /// Attributed drivers first, largest contribution first.
 fn sort_drivers(drivers: &mut [DriverMove]) {
     drivers.sort_by(|a, b| {
+        let (a, b) = (&a.driver, &b.driver);
         (a.method == "none")
             .cmp(&(b.method == "none"))
             .then(abs(b.contribution).total_cmp(&abs(a.contribution)))
@@ -564,15 +563,9 @@ fn from_explanation(
         .map(|d| {
             let (label, format) = metric_label_format(model, &d.metric);
             DriverMove {
-                metric: d.metric,
+                driver: d,
                 label,
                 format,
-                actual: d.actual,
-                previous: d.previous,
-                change_pct: d.change_pct,
-                contribution: d.contribution,
-                share_of_change: d.share_of_change,
-                method: d.method,
             }
         })
         .collect();
