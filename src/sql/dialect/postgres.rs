@@ -234,17 +234,16 @@ impl Dialect for Postgres {
         build_then_rename(self, tables)
     }
 
-    /// `DROP VIEW IF EXISTS kpi_scorecard` before the swap: a view binds
-    /// to the tables it reads, and `DROP TABLE` refuses a table a view
-    /// reads; inside build.sql's transaction no reader sees it missing.
     fn drop_view(&self, name: &str) -> Option<Statement> {
-        Some(skeleton(
-            self,
-            "DROP VIEW IF EXISTS kpic_t",
-            &[("kpic_t", name)],
-            None,
-        ))
+        Some(drop_view_before_rename(self, name))
     }
+}
+
+/// `DROP VIEW IF EXISTS kpi_scorecard` before [`build_then_rename`]'s swap:
+/// a view binds to the tables it reads, and `DROP TABLE` refuses a table a
+/// view reads; inside build.sql's transaction no reader sees it missing.
+pub(super) fn drop_view_before_rename(d: &dyn Dialect, name: &str) -> Statement {
+    skeleton(d, "DROP VIEW IF EXISTS kpic_t", &[("kpic_t", name)], None)
 }
 
 /// Every output built as `<table>__kpic_new` first, then each old table

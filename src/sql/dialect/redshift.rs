@@ -82,7 +82,7 @@ use sqlparser::ast::{
     Ident, Join, JoinConstraint, JoinOperator, Query, Statement, TableFactor, UnaryOperator,
 };
 
-use super::postgres::build_then_rename;
+use super::postgres::{build_then_rename, drop_view_before_rename};
 use super::translate::arguments;
 use super::{Dialect, Refusal, grain_unit, skeleton};
 use crate::model::Grain;
@@ -518,16 +518,8 @@ impl Dialect for Redshift {
         build_then_rename(self, tables)
     }
 
-    /// `DROP VIEW IF EXISTS kpi_scorecard` before the swap: a view binds
-    /// to the tables it reads, and `DROP TABLE` refuses a table a view
-    /// reads; inside build.sql's transaction no reader sees it missing.
     fn drop_view(&self, name: &str) -> Option<Statement> {
-        Some(skeleton(
-            self,
-            "DROP VIEW IF EXISTS kpic_t",
-            &[("kpic_t", name)],
-            None,
-        ))
+        Some(drop_view_before_rename(self, name))
     }
 }
 
