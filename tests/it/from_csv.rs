@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use crate::common::*;
 
@@ -27,15 +27,10 @@ impl Lcg {
 
 /// `kpic --project DIR --color never ARGS` run from `cwd`.
 fn kpic_in(cwd: &Path, project: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kpic"))
-        .arg("--project")
-        .arg(project)
-        .args(["--color", "never"])
-        .args(args)
-        .current_dir(cwd)
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("start kpic")
+    let project = project.to_str().expect("temporary paths are UTF-8");
+    let mut all = vec!["--project", project];
+    all.extend_from_slice(args);
+    crate::cli::kpic_in(cwd, &all)
 }
 
 fn stderr(out: &Output) -> String {

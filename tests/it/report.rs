@@ -15,20 +15,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::{Db, Project, close, tool};
 
-/// Runs kpic with `args` in `cwd`, whatever the exit code.
-fn kpic(cwd: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kpic"))
-        .args(["--color", "never"])
-        .args(args)
-        .current_dir(cwd)
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("start kpic")
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
+use crate::cli::{kpic_in as kpic, s};
 
 fn expect_ok(out: &Output, what: &str) {
     assert!(
