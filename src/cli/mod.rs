@@ -439,7 +439,8 @@ fn compile(
         Err(o) => return o,
     };
     let requested = dialect.unwrap_or_else(|| model.project.config.dialect.value.clone());
-    let mut dialects: Vec<Box<dyn crate::sql::Dialect>> = Vec::new();
+    // The dialects' canonical names, each once, in the order asked for.
+    let mut names: Vec<&'static str> = Vec::new();
     for name in dialect_names(&requested) {
         let Some(d) = crate::sql::dialect_named(name) else {
             let d = Diagnostic::new(
@@ -453,8 +454,8 @@ fn compile(
             ctx.report(&d.into(), &model.sources);
             return Outcome::Failure;
         };
-        if !dialects.iter().any(|known| known.name() == d.name()) {
-            dialects.push(d);
+        if !names.contains(&d.name()) {
+            names.push(d.name());
         }
     }
     let out_root = out.unwrap_or_else(|| {
@@ -465,10 +466,9 @@ fn compile(
     // Dialects are independent once the model is analyzed: each is planned,
     // printed and written on a worker, at most one per core. Diagnostics
     // are reported afterwards, in the order the dialects were asked for.
-    let names: Vec<&str> = dialects.iter().map(|d| d.name()).collect();
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
-        .min(dialects.len());
+        .min(names.len());
     let next = std::sync::atomic::AtomicUsize::new(0);
     let results: Vec<(usize, Result<Compiled, CompileFailure>)> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..workers)
@@ -510,11 +510,11 @@ fn compile(
             Ok(c) => ctx.info(&format!(
                 "compiled {} KPIs for {} into {}",
                 c.kpis,
-                dialects[i].name(),
+                names[i],
                 c.dir.display()
             )),
             Err(CompileFailure::Refused(d, failed)) => {
-                refused.push(dialects[i].name());
+                refused.push(names[i]);
                 let key = format!("{:?}", d.0);
                 if !reported.contains(&key) {
                     ctx.report(&d, &model.sources);
@@ -530,7 +530,7 @@ fn compile(
             }
         }
     }
-    if dialects.len() > 1 && !refused.is_empty() {
+    if names.len() > 1 && !refused.is_empty() {
         eprintln!(
             "error: nothing written for {} (errors above)",
             refused.join(", ")

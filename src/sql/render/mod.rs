@@ -534,17 +534,6 @@ impl Renderer<'_> {
         )
     }
 
-    /// Whether a row of `period` (a period start of `grain`) can have its
-    /// like-for-like value read: like-for-like values are read only by the
-    /// incomplete period (the one of as_of), from the period before it and
-    /// the one a year earlier (the ISO week of the previous ISO year for
-    /// weeks), exactly as the KPI steps join them. `None` (every period)
-    /// when a KPI reads periods through `offset()`, whose like-for-like
-    /// values come from further back.
-    ///
-    /// Computing the like-for-like twin of a distinct count or a quantile
-    /// for every period costs as much as the value itself; restricted to
-    /// two periods it costs almost nothing.
     /// Whether no like-for-like value of `grain` can be read at all: with
     /// a fixed `as_of` on the last day of its period, the current period
     /// is complete, so every comparison reads whole periods (SPEC §7) and
@@ -559,6 +548,17 @@ impl Renderer<'_> {
         }
     }
 
+    /// Whether a row of `period` (a period start of `grain`) can have its
+    /// like-for-like value read: like-for-like values are read only by the
+    /// incomplete period (the one of as_of), from the period before it and
+    /// the one a year earlier (the ISO week of the previous ISO year for
+    /// weeks), exactly as the KPI steps join them. `None` (every period)
+    /// when a KPI reads periods through `offset()`, whose like-for-like
+    /// values come from further back.
+    ///
+    /// Computing the like-for-like twin of a distinct count or a quantile
+    /// for every period costs as much as the value itself; restricted to
+    /// two periods it costs almost nothing.
     fn like_for_like_read(&self, grain: Grain, period: Expr) -> Option<Expr> {
         if self.plan.kpis.iter().any(|k| !k.offsets.is_empty()) {
             return None;
