@@ -501,6 +501,19 @@ fn compile(
     let mut results = results;
     results.sort_by_key(|(i, _)| *i);
     let mut outcome = Outcome::Ok;
+    // A worker that panicked (a bug) lost its dialects' results: never
+    // report success with dialects missing.
+    let lost: Vec<&str> = (0..names.len())
+        .filter(|i| !results.iter().any(|(done, _)| done == i))
+        .map(|i| names[i])
+        .collect();
+    if !lost.is_empty() {
+        eprintln!(
+            "error: kpic failed internally while compiling for {} (a bug: please report it with the project)",
+            lost.join(", ")
+        );
+        outcome = Outcome::Failure;
+    }
     // Dialects often refuse a project for the same reason (a local file
     // source): each distinct set of errors is reported once.
     let mut reported: Vec<String> = Vec::new();
