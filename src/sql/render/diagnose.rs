@@ -43,13 +43,23 @@ pub fn driver_step_metrics(k: &KpiNode) -> Vec<String> {
 /// breakdown dimension, in one pass over the rows.
 /// With one dimension, a plain `GROUP BY key, d0`.
 pub(super) fn grouping_sets(key: Expr, dims: usize) -> GroupByExpr {
+    grouping_sets_with(key, dims, &[])
+}
+
+/// [`grouping_sets`] with `extra` keys in every set (after the dimension).
+pub(super) fn grouping_sets_with(key: Expr, dims: usize, extra: &[Expr]) -> GroupByExpr {
+    let set = |i: usize| {
+        let mut keys = vec![key.clone(), col(&dim_column(i))];
+        keys.extend(extra.iter().cloned());
+        keys
+    };
     if dims == 1 {
-        return GroupByExpr::Expressions(vec![key, col(&dim_column(0))], vec![]);
+        return GroupByExpr::Expressions(set(0), vec![]);
     }
-    let sets = (0..dims)
-        .map(|i| vec![key.clone(), col(&dim_column(i))])
-        .collect();
-    GroupByExpr::Expressions(vec![Expr::GroupingSets(sets)], vec![])
+    GroupByExpr::Expressions(
+        vec![Expr::GroupingSets((0..dims).map(set).collect())],
+        vec![],
+    )
 }
 
 /// `__kpic_dim` and `__kpic_member` of a grouping-sets row: the dimension

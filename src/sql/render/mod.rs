@@ -20,6 +20,7 @@ use sqlparser::ast::{BinaryOperator, DataType, Expr, Query, SelectItem};
 use super::build::*;
 
 mod diagnose;
+mod pregroup;
 mod segments;
 mod trailing;
 
@@ -34,7 +35,7 @@ use crate::plan::{
 };
 use crate::semantic::SemanticModel;
 use crate::semantic::aggregates::is_holistic;
-use diagnose::{grouping_sets, member_items, member_list};
+use diagnose::{grouping_sets, grouping_sets_with, member_items, member_list};
 
 const DAY: &str = "__kpic_day";
 /// A scan row's period, next to the scan's own columns (which may include
@@ -518,10 +519,29 @@ impl Renderer<'_> {
             name: rel(&s.name),
             query: select_query(sel),
             deps: if latest { vec![] } else { self.deps(vec![]) },
-            // Each source is read once: a scan read by several aggregates
-            // (or by the as_of computation) is materialized.
-            shared: latest || readers > 1,
+            // Each source is parsed or computed once: a scan read by several
+            // aggregates (or by the as_of computation) is materialized,
+            // unless reading it again costs less than copying it.
+            shared: (latest || readers > 1) && !self.cheap_to_read_again(s),
         }
+    }
+
+    /// Whether each reader of `s` should read its source itself rather than
+    /// a materialized copy: a Parquet file, or a table of the DuckDB
+    /// database, without joins. Each read then decodes only the columns it
+    /// uses, where a copy writes every scanned column of every row first
+    /// (at 10M orders the copy took as long as a distinct count per
+    /// month). CSV and JSON are parsed again on every read, joins and
+    /// queries computed again, so they stay materialized; so do tables on
+    /// other engines, where statements of one build may see different
+    /// snapshots of a table (read committed) but all read one copy.
+    fn cheap_to_read_again(&self, s: &ScanNode) -> bool {
+        s.joins.is_empty()
+            && match &s.relation {
+                ScanRelation::File(path) => path.to_ascii_lowercase().ends_with(".parquet"),
+                ScanRelation::Table(_) => self.dialect.name() == "duckdb",
+                ScanRelation::Query(_) => false,
+            }
     }
 
     /// Days of the incomplete period so far: `as_of − period_start + 1`.
@@ -614,45 +634,85 @@ impl Renderer<'_> {
         if let Some(read) = self.like_for_like_read(a.grain, period.clone()) {
             lfl = and(read, lfl);
         }
-        let mut projection = vec![item(period.clone(), "period_start")];
-        if members {
-            projection.extend(member_items(&a.by));
-        }
+        // Each column: its alias, its aggregate with conditions in FILTER
+        // clauses (as pre-grouping reads them), and the aggregate a single
+        // GROUP BY computes, where a like-for-like twin's condition goes
+        // into a DISTINCT argument instead (`with_filter_in_distinct`).
+        let mut columns: Vec<(String, Expr, Expr)> = Vec::new();
         for c in &a.columns {
-            projection.push(item(
-                cast(with_filter(&c.measure, c.filter.as_ref()), d.double_type()),
-                &c.name,
-            ));
+            let value = with_filter(&c.measure, c.filter.as_ref());
+            columns.push((c.name.clone(), value.clone(), value));
             if c.like_for_like {
                 let cond = match &c.filter {
                     Some(f) => and(f.clone(), lfl.clone()),
                     None => lfl.clone(),
                 };
-                let twin = if self.like_for_like_unread(a.grain) {
-                    null()
+                let twin = format!("{}__lfl", c.name);
+                if self.like_for_like_unread(a.grain) {
+                    columns.push((twin, null(), null()));
                 } else {
-                    with_filter_in_distinct(&c.measure, &cond)
-                };
-                projection.push(item(
-                    cast(twin, d.double_type()),
-                    &format!("{}__lfl", c.name),
-                ));
+                    columns.push((
+                        twin,
+                        with_filter(&c.measure, Some(&cond)),
+                        with_filter_in_distinct(&c.measure, &cond),
+                    ));
+                }
             }
         }
+        let filtered: Vec<Expr> = columns.iter().map(|(_, f, _)| f.clone()).collect();
         let rows = if members {
             self.rows_with_members(a, Some(d.period_start(a.grain, col(DAY))), "g")
         } else {
             table(object(&rel(&a.scan)), None)
         };
-        let mut sel = select(projection, vec![from(rows, vec![])]);
-        sel.group_by = if members {
-            grouping_sets(period, a.by.len())
+        let keys = |extra: &[Expr]| {
+            if members {
+                grouping_sets_with(period.clone(), a.by.len(), extra)
+            } else {
+                let mut keys = vec![period.clone()];
+                keys.extend(extra.iter().cloned());
+                sqlparser::ast::GroupByExpr::Expressions(keys, vec![])
+            }
+        };
+        let mut projection = vec![item(period.clone(), "period_start")];
+        if members {
+            projection.extend(member_items(&a.by));
+        }
+        let query = if let Some(pre) = pregroup::pre_group(&filtered, &d.double_type()) {
+            // Grouped by (period, members, the distinct value), then by
+            // (period, members): see `pregroup`.
+            projection.push(item(pre.value.clone(), pregroup::DISTINCT_VALUE));
+            projection.extend(pre.partials);
+            let mut inner = select(projection, vec![from(rows, vec![])]);
+            inner.group_by = keys(std::slice::from_ref(&pre.value));
+            let mut outer_keys = vec![col("period_start")];
+            if members {
+                outer_keys.extend([col(MEMBER_DIM), col(MEMBER)]);
+            }
+            let mut outer_items: Vec<SelectItem> = outer_keys
+                .iter()
+                .map(|k| SelectItem::UnnamedExpr(k.clone()))
+                .collect();
+            for ((alias, _, _), column) in columns.iter().zip(pre.columns) {
+                outer_items.push(item(cast(column, d.double_type()), alias));
+            }
+            let mut outer = select(
+                outer_items,
+                vec![from(derived(select_query(inner), "pre"), vec![])],
+            );
+            outer.group_by = sqlparser::ast::GroupByExpr::Expressions(outer_keys, vec![]);
+            select_query(outer)
         } else {
-            sqlparser::ast::GroupByExpr::Expressions(vec![period], vec![])
+            for (alias, _, single) in columns {
+                projection.push(item(cast(single, d.double_type()), &alias));
+            }
+            let mut sel = select(projection, vec![from(rows, vec![])]);
+            sel.group_by = keys(&[]);
+            select_query(sel)
         };
         NamedQuery {
             name: rel(&a.name),
-            query: select_query(sel),
+            query,
             deps: self.deps(vec![rel(&a.scan)]),
             shared: true,
         }

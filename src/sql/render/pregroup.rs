@@ -1,0 +1,296 @@
+//! Distinct counts by pre-grouping: the columns of one period aggregate →
+//! the same columns computed in two GROUP BYs, when that is cheaper.
+//!
+//! In: the aggregate step's column expressions, filters already in FILTER
+//! clauses (`count(DISTINCT customer_id) FILTER (WHERE status = 'x')`).
+//! Out ([`pre_group`]): the distinct counts' argument `x`, the partial
+//! aggregates of an inner step grouped by the step's keys and `x`, and
+//! each column rewritten over those partials for an outer step grouped by
+//! the keys alone. `None` when the step does not qualify.
+//!
+//! Why: an engine computes every `DISTINCT` aggregate with a hash table of
+//! its own over every (group, value) pair, so two distinct counts of the
+//! same column (buyers and completed buyers, or a count and its
+//! like-for-like twin) cost two full passes. Grouped by (keys, `x`) first,
+//! each distinct count becomes a count of the inner rows whose partial
+//! says the value occurred under its filter: one hash table for all of
+//! them. DuckDB, 10M orders, customers and completed buyers by month:
+//! 1.7 s as two `count(DISTINCT …)`, 0.67 s pre-grouped (0.8 s, 2.4 s by
+//! month and channel). With a single distinct count the extra GROUP BY
+//! costs more than it saves (a single filtered count with four sums:
+//! 0.76 s as is, 1.29 s pre-grouped), so at least two are required.
+//!
+//! Only aggregates that combine from partials qualify: `sum`, `count`,
+//! `min`, `max`, `avg` (as a sum and a count) and `count(DISTINCT x)` of
+//! the one `x`. Quantiles, medians, standard deviations, approximate
+//! counts and distinct aggregates of another argument keep the step as it
+//! is.
+
+use std::ops::ControlFlow;
+
+use sqlparser::ast::{
+    DataType, DuplicateTreatment, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments,
+    SelectItem,
+};
+
+use crate::semantic::aggregates::{function_name, is_aggregate_name};
+use crate::sql::build::{cast, col, count_star, func, function, gt, int, item, paren, safe_div};
+
+/// The inner step's column with the distinct counts' argument.
+pub(super) const DISTINCT_VALUE: &str = "__kpic_dv";
+
+/// How many `count(DISTINCT x)` a step needs before pre-grouping pays.
+const MIN_DISTINCT_COUNTS: usize = 2;
+
+/// A period aggregate's columns as two GROUP BYs (module docs).
+pub(super) struct PreGrouped {
+    /// The distinct counts' argument: an extra grouping key of the inner
+    /// step, projected as [`DISTINCT_VALUE`].
+    pub value: Expr,
+    /// The inner step's partial aggregates, named `__kpic_p<i>`.
+    pub partials: Vec<SelectItem>,
+    /// The columns, in the order given, over the partials and
+    /// [`DISTINCT_VALUE`]: aggregates of the outer step.
+    pub columns: Vec<Expr>,
+}
+
+enum Part {
+    /// `count(DISTINCT x)`.
+    Distinct(Expr),
+    /// `sum`, `count`, `min`, `max`, `avg`/`mean` (not distinct).
+    Combinable,
+}
+
+/// What an aggregate call is to pre-grouping; `None` when it cannot be
+/// combined from partials.
+fn part(f: &Function) -> Option<Part> {
+    if f.over.is_some() || !f.within_group.is_empty() || f.null_treatment.is_some() {
+        return None;
+    }
+    let FunctionArguments::List(list) = &f.args else {
+        return None;
+    };
+    if !list.clauses.is_empty() {
+        return None;
+    }
+    let name = function_name(f);
+    match (list.duplicate_treatment, list.args.as_slice()) {
+        (Some(DuplicateTreatment::Distinct), [FunctionArg::Unnamed(FunctionArgExpr::Expr(x))])
+            if name == "count" =>
+        {
+            Some(Part::Distinct(x.clone()))
+        }
+        (Some(DuplicateTreatment::Distinct), _) => None,
+        (_, [FunctionArg::Unnamed(FunctionArgExpr::Wildcard)]) if name == "count" => {
+            Some(Part::Combinable)
+        }
+        (_, [FunctionArg::Unnamed(FunctionArgExpr::Expr(_))])
+            if matches!(
+                name.as_str(),
+                "sum" | "count" | "min" | "max" | "avg" | "mean"
+            ) =>
+        {
+            Some(Part::Combinable)
+        }
+        _ => None,
+    }
+}
+
+/// Every aggregate call of `columns`, or `None` if one cannot be combined.
+fn parts(columns: &[Expr]) -> Option<Vec<Part>> {
+    let mut found = Vec::new();
+    for c in columns {
+        let stopped = sqlparser::ast::visit_expressions(c, |e| {
+            if let Expr::Function(f) = e
+                && is_aggregate_name(&function_name(f))
+            {
+                match part(f) {
+                    Some(p) => found.push(p),
+                    None => return ControlFlow::Break(()),
+                }
+            }
+            ControlFlow::Continue(())
+        });
+        if stopped.is_break() {
+            return None;
+        }
+    }
+    Some(found)
+}
+
+/// The columns of one period aggregate as two GROUP BYs, when they have at
+/// least two distinct counts, all of the same argument, and every other
+/// aggregate combines from partials (module docs). `double` is the
+/// engine's DOUBLE type (an average's sum is divided as one).
+pub(super) fn pre_group(columns: &[Expr], double: &DataType) -> Option<PreGrouped> {
+    let mut value: Option<Expr> = None;
+    let mut distinct_counts = 0;
+    for p in parts(columns)? {
+        if let Part::Distinct(x) = p {
+            if *value.get_or_insert_with(|| x.clone()) != x {
+                return None;
+            }
+            distinct_counts += 1;
+        }
+    }
+    if distinct_counts < MIN_DISTINCT_COUNTS {
+        return None;
+    }
+    let mut partials = Vec::new();
+    let columns = columns
+        .iter()
+        .map(|c| {
+            let mut c = c.clone();
+            let _ = sqlparser::ast::visit_expressions_mut(&mut c, |e| {
+                if let Expr::Function(f) = e
+                    && is_aggregate_name(&function_name(f))
+                {
+                    *e = combined(f, &mut partials, double);
+                }
+                ControlFlow::<()>::Continue(())
+            });
+            c
+        })
+        .collect();
+    Some(PreGrouped {
+        value: value?,
+        partials,
+        columns,
+    })
+}
+
+/// Adds an inner partial (or finds the same one); returns the column that
+/// reads it.
+fn partial(partials: &mut Vec<SelectItem>, aggregate: Expr) -> Expr {
+    let existing = partials.iter().find_map(|p| match p {
+        SelectItem::ExprWithAlias { expr, alias } if *expr == aggregate => {
+            Some(alias.value.clone())
+        }
+        _ => None,
+    });
+    if let Some(name) = existing {
+        return col(&name);
+    }
+    let name = format!("__kpic_p{}", partials.len());
+    partials.push(item(aggregate, &name));
+    col(&name)
+}
+
+/// `f` (an aggregate [`part`] accepts) over the partials it adds.
+fn combined(f: &Function, partials: &mut Vec<SelectItem>, double: &DataType) -> Expr {
+    let name = function_name(f);
+    let distinct = matches!(&f.args, FunctionArguments::List(l)
+        if l.duplicate_treatment == Some(DuplicateTreatment::Distinct));
+    if distinct {
+        // A value counts if any of its rows passes the filter.
+        let mut count = function("count", vec![col(DISTINCT_VALUE)]);
+        if let Some(cond) = &f.filter {
+            let mut occurrences = match count_star() {
+                Expr::Function(c) => c,
+                _ => unreachable!("count_star is a function call"),
+            };
+            occurrences.filter = Some(cond.clone());
+            let seen = partial(partials, Expr::Function(occurrences));
+            count.filter = Some(Box::new(gt(seen, int(0))));
+        }
+        return Expr::Function(count);
+    }
+    match name.as_str() {
+        "avg" | "mean" => {
+            let mut sum = f.clone();
+            sum.name = function("sum", vec![]).name;
+            let mut count = f.clone();
+            count.name = function("count", vec![]).name;
+            let sum = partial(partials, Expr::Function(sum));
+            let count = partial(partials, Expr::Function(count));
+            // Parenthesized: it replaces a call inside a larger expression
+            // (`x / avg(a)`), and the tree prints without precedence.
+            paren(safe_div(
+                cast(func("sum", vec![sum]), double.clone()),
+                func("sum", vec![count]),
+            ))
+        }
+        // A count stays a count: BIGINT, not the wider type of a sum.
+        "count" => cast(
+            func("sum", vec![partial(partials, Expr::Function(f.clone()))]),
+            DataType::BigInt(None),
+        ),
+        // sum, min, max combine with themselves.
+        _ => func(&name, vec![partial(partials, Expr::Function(f.clone()))]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sqlparser::dialect::DuckDbDialect;
+    use sqlparser::parser::Parser;
+
+    fn e(s: &str) -> Expr {
+        Parser::new(&DuckDbDialect {})
+            .try_with_sql(s)
+            .unwrap()
+            .parse_expr()
+            .unwrap()
+    }
+
+    fn pre(columns: &[&str]) -> Option<PreGrouped> {
+        let columns: Vec<Expr> = columns.iter().map(|c| e(c)).collect();
+        pre_group(&columns, &crate::sql::build::double())
+    }
+
+    #[test]
+    fn needs_two_distinct_counts_of_one_argument() {
+        assert!(pre(&["count(DISTINCT c)", "sum(a)"]).is_none());
+        assert!(pre(&["count(DISTINCT c)", "count(DISTINCT d)"]).is_none());
+        assert!(
+            pre(&[
+                "count(DISTINCT c)",
+                "count(DISTINCT c) FILTER (WHERE s = 1)"
+            ])
+            .is_some()
+        );
+    }
+
+    #[test]
+    fn refuses_aggregates_without_partials() {
+        let d = "count(DISTINCT c)";
+        assert!(pre(&[d, d, "quantile_cont(a, 0.9)"]).is_none());
+        assert!(pre(&[d, d, "stddev(a)"]).is_none());
+        assert!(pre(&[d, d, "sum(DISTINCT a)"]).is_none());
+        assert!(pre(&[d, d, "approx_count_distinct(a)"]).is_none());
+    }
+
+    #[test]
+    fn rewrites_each_aggregate_over_its_partials() {
+        let p = pre(&[
+            "count(DISTINCT c)",
+            "count(DISTINCT c) FILTER (WHERE s = 1) / avg(a)",
+            "NULL",
+            "count(*) + max(a) + count(*)",
+        ])
+        .unwrap();
+        assert_eq!(p.value.to_string(), "c");
+        let partials: Vec<String> = p.partials.iter().map(|i| i.to_string()).collect();
+        assert_eq!(
+            partials,
+            [
+                "count(*) FILTER (WHERE s = 1) AS __kpic_p0",
+                "sum(a) AS __kpic_p1",
+                "count(a) AS __kpic_p2",
+                "count(*) AS __kpic_p3",
+                "max(a) AS __kpic_p4",
+            ]
+        );
+        let columns: Vec<String> = p.columns.iter().map(|c| c.to_string()).collect();
+        assert_eq!(
+            columns,
+            [
+                "count(__kpic_dv)",
+                "count(__kpic_dv) FILTER (WHERE __kpic_p0 > 0) / (CAST(sum(__kpic_p1) AS DOUBLE) / nullif(sum(__kpic_p2), 0))",
+                "NULL",
+                "CAST(sum(__kpic_p3) AS BIGINT) + max(__kpic_p4) + CAST(sum(__kpic_p3) AS BIGINT)",
+            ]
+        );
+    }
+}
