@@ -92,6 +92,13 @@ pub fn plan_to_sql(plan: &Plan, model: &SemanticModel, dialect: &dyn Dialect) ->
     for a in &plan.aggregates {
         named.extend(r.aggregate(a));
     }
+    let read_in_place: Vec<String> = plan
+        .scans
+        .iter()
+        .filter(|s| r.cheap_to_read_again(s))
+        .map(|s| rel(&s.name))
+        .collect();
+    inline_scans(&mut named, &read_in_place);
     let mut hashes = Vec::new();
     let (mut breakdowns, mut breakdown_deps) = (Vec::new(), Vec::new());
     let (mut drivers, mut driver_deps) = (Vec::new(), Vec::new());
@@ -228,6 +235,63 @@ pub fn plan_to_sql(plan: &Plan, model: &SemanticModel, dialect: &dyn Dialect) ->
         .iter_mut()
         .for_each(|p| translate(&mut p.query));
     compiled
+}
+
+/// Writes each scan of `scans` into every step that reads it, as a derived
+/// table in place of its name, and gives those steps the scan's own
+/// dependencies. These are the scans cheap to read again
+/// ([`Renderer::cheap_to_read_again`]): as a CTE, DuckDB would materialize
+/// a scan that one statement reads more than once (a member window reads
+/// it once per breakdown dimension), the very copy the plan avoids. The
+/// scan steps stay among the named queries (`kpic check` binds measures
+/// against them) but nothing reads them.
+fn inline_scans(named: &mut [NamedQuery], scans: &[String]) {
+    use sqlparser::ast::{TableFactor, VisitMut, VisitorMut};
+
+    struct InPlace<'a> {
+        scans: &'a BTreeMap<String, (Query, Vec<String>)>,
+    }
+    impl VisitorMut for InPlace<'_> {
+        type Break = ();
+        fn post_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
+            if let TableFactor::Table { name, alias, .. } = factor
+                && let [part] = name.0.as_slice()
+                && let Some(step) = part.as_ident()
+                && let Some((query, _)) = self.scans.get(&step.value)
+            {
+                let alias = alias
+                    .as_ref()
+                    .map_or_else(|| step.value.clone(), |a| a.name.value.clone());
+                *factor = derived(query.clone(), &alias);
+            }
+            ControlFlow::Continue(())
+        }
+    }
+
+    let scans: BTreeMap<String, (Query, Vec<String>)> = named
+        .iter()
+        .filter(|n| scans.contains(&n.name))
+        .map(|n| (n.name.clone(), (n.query.clone(), n.deps.clone())))
+        .collect();
+    for n in named.iter_mut() {
+        if scans.contains_key(&n.name) || !n.deps.iter().any(|d| scans.contains_key(d)) {
+            continue;
+        }
+        let _ = n.query.visit(&mut InPlace { scans: &scans });
+        let mut deps = Vec::new();
+        for d in std::mem::take(&mut n.deps) {
+            let own = match scans.get(&d) {
+                Some((_, scan_deps)) => scan_deps.clone(),
+                None => vec![d],
+            };
+            for dep in own {
+                if !deps.contains(&dep) {
+                    deps.push(dep);
+                }
+            }
+        }
+        n.deps = deps;
+    }
 }
 
 fn step(kpi: &str, part: &str) -> String {
