@@ -57,8 +57,21 @@ const PARAMS: &str = "kpic_params";
 /// Placeholder prefix for `offset()` calls while a formula is expanded.
 const OFFSET_MARK: &str = "__kpic_offset_";
 
+/// A period aggregate computed from a member aggregate's rows.
+struct RollUp {
+    /// The member aggregate's step.
+    source: String,
+    /// The dimension whose member rows are summed (the first).
+    dimension: String,
+    /// What the member aggregate computes for it, and how it combines.
+    partials: pregroup::Partials,
+}
+
 struct Renderer<'a> {
     dialect: &'a dyn Dialect,
+    /// Period aggregates computed from a member aggregate's rows, by name
+    /// ([`Renderer::roll_up_source`]).
+    roll_ups: BTreeMap<String, RollUp>,
     plan: &'a Plan,
     model: &'a SemanticModel,
     /// Named queries the as_of expression needs.
@@ -71,13 +84,19 @@ pub fn plan_to_sql(plan: &Plan, model: &SemanticModel, dialect: &dyn Dialect) ->
         AsOfPlan::Latest(_) => vec![PARAMS.to_string()],
         _ => vec![],
     };
-    let r = Renderer {
+    let mut r = Renderer {
         dialect,
         plan,
         model,
         as_of_deps,
+        roll_ups: BTreeMap::new(),
     };
-    let mut named = Vec::new();
+    r.roll_ups = plan
+        .aggregates
+        .iter()
+        .filter_map(|p| Some((p.name.clone(), r.roll_up_source(p)?)))
+        .collect();
+    let mut named: Vec<NamedQuery> = Vec::new();
     for s in &plan.scans {
         named.push(r.scan(s));
     }
@@ -92,6 +111,10 @@ pub fn plan_to_sql(plan: &Plan, model: &SemanticModel, dialect: &dyn Dialect) ->
     for a in &plan.aggregates {
         named.extend(r.aggregate(a));
     }
+    // A period aggregate rolled up from a member aggregate reads it, and
+    // rolling aggregates read period aggregates: build.sql materializes
+    // the steps in this order.
+    let mut named = in_dependency_order(named);
     let read_in_place: Vec<String> = plan
         .scans
         .iter()
@@ -235,6 +258,42 @@ pub fn plan_to_sql(plan: &Plan, model: &SemanticModel, dialect: &dyn Dialect) ->
         .iter_mut()
         .for_each(|p| translate(&mut p.query));
     compiled
+}
+
+/// `named` with every step after the steps it reads, otherwise in the
+/// order given.
+fn in_dependency_order(named: Vec<NamedQuery>) -> Vec<NamedQuery> {
+    fn visit(
+        i: usize,
+        named: &[NamedQuery],
+        index: &BTreeMap<&str, usize>,
+        placed: &mut Vec<bool>,
+        order: &mut Vec<usize>,
+    ) {
+        if placed[i] {
+            return;
+        }
+        placed[i] = true;
+        for dep in &named[i].deps {
+            if let Some(&j) = index.get(dep.as_str()) {
+                visit(j, named, index, placed, order);
+            }
+        }
+        order.push(i);
+    }
+    let index: BTreeMap<&str, usize> = named
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.name.as_str(), i))
+        .collect();
+    let mut placed = vec![false; named.len()];
+    let mut order = Vec::with_capacity(named.len());
+    for i in 0..named.len() {
+        visit(i, &named, &index, &mut placed, &mut order);
+    }
+    drop(index);
+    let mut slots: Vec<Option<NamedQuery>> = named.into_iter().map(Some).collect();
+    order.into_iter().filter_map(|i| slots[i].take()).collect()
 }
 
 /// Writes each scan of `scans` into every step that reads it, as a derived
@@ -680,28 +739,17 @@ impl Renderer<'_> {
         }
     }
 
-    fn period_aggregate(&self, a: &AggNode) -> NamedQuery {
+    /// The columns of period aggregate `a` whose rows' period is `period`:
+    /// each column's alias, its aggregate with every condition in FILTER
+    /// clauses (as pre-grouping and roll-ups read them), and the aggregate
+    /// a single GROUP BY computes, where a like-for-like twin's condition
+    /// goes into a DISTINCT argument instead (`with_filter_in_distinct`).
+    fn period_columns(&self, a: &AggNode, period: &Expr) -> Vec<(String, Expr, Expr)> {
         let d = self.dialect;
-        let members = !a.by.is_empty();
-        // Plain sums and counts add up day by day: group the rows per day
-        // first (one cheap key), and compute periods from the daily
-        // totals, instead of truncating every row's date.
-        if !members && a.columns.iter().all(|c| single_sum_or_count(&c.measure)) {
-            return self.period_aggregate_by_day(a);
-        }
-        let period = if members {
-            col(ROW_PERIOD)
-        } else {
-            d.period_start(a.grain, col(DAY))
-        };
         let mut lfl = lt(d.day_diff(period.clone(), col(DAY)), self.elapsed(a.grain));
         if let Some(read) = self.like_for_like_read(a.grain, period.clone()) {
             lfl = and(read, lfl);
         }
-        // Each column: its alias, its aggregate with conditions in FILTER
-        // clauses (as pre-grouping reads them), and the aggregate a single
-        // GROUP BY computes, where a like-for-like twin's condition goes
-        // into a DISTINCT argument instead (`with_filter_in_distinct`).
         let mut columns: Vec<(String, Expr, Expr)> = Vec::new();
         for c in &a.columns {
             let value = with_filter(&c.measure, c.filter.as_ref());
@@ -723,6 +771,115 @@ impl Renderer<'_> {
                 }
             }
         }
+        columns
+    }
+
+    /// The member aggregate that period aggregate `p` is rolled up from,
+    /// with the partials it adds to that aggregate's columns: a member
+    /// aggregate of the same scan and grain already reads every row once
+    /// per period and member, so when `p`'s aggregates combine from
+    /// partials (sums, counts, minima, maxima, averages; nothing
+    /// DISTINCT) `p` sums one dimension's member rows instead of reading
+    /// the rows again. Only when the member aggregate is one plain GROUP
+    /// BY (not pre-grouped, not split per dimension) and `p` is the only
+    /// period aggregate of its scan and grain.
+    fn roll_up_source(&self, p: &AggNode) -> Option<RollUp> {
+        let same =
+            |a: &&AggNode| a.kind == AggKind::Period && a.scan == p.scan && a.grain == p.grain;
+        if p.kind != AggKind::Period || !p.by.is_empty() {
+            return None;
+        }
+        if self
+            .plan
+            .aggregates
+            .iter()
+            .filter(same)
+            .filter(|a| a.by.is_empty())
+            .count()
+            > 1
+        {
+            return None;
+        }
+        let m = self
+            .plan
+            .aggregates
+            .iter()
+            .filter(same)
+            .find(|a| !a.by.is_empty())?;
+        if m.by.len() > 1 && m.columns.iter().any(|c| is_holistic(&c.measure)) {
+            return None;
+        }
+        let double = self.dialect.double_type();
+        let filtered = |a: &AggNode| -> Vec<Expr> {
+            self.period_columns(a, &col(ROW_PERIOD))
+                .into_iter()
+                .map(|(_, f, _)| f)
+                .collect()
+        };
+        if pregroup::pre_group(&filtered(m), &double).is_some() {
+            return None;
+        }
+        Some(RollUp {
+            source: rel(&m.name),
+            dimension: m.by.first()?.key.clone(),
+            partials: pregroup::roll_up(&filtered(p), &double)?,
+        })
+    }
+
+    /// [`Self::period_aggregate`] of `p` from the member aggregate `m`
+    /// ([`Self::roll_up_source`]): the rows of `m`'s first dimension,
+    /// grouped by period, combining the partials.
+    fn period_aggregate_rolled_up(&self, p: &AggNode, roll_up: &RollUp) -> NamedQuery {
+        let d = self.dialect;
+        let mut projection = vec![item(col("period_start"), "period_start")];
+        for ((alias, _, _), column) in self
+            .period_columns(p, &col(ROW_PERIOD))
+            .iter()
+            .zip(roll_up.partials.columns.iter().cloned())
+        {
+            projection.push(item(cast(column, d.double_type()), alias));
+        }
+        let mut sel = select(
+            projection,
+            vec![from(table(object(&roll_up.source), None), vec![])],
+        );
+        // Every row is in each dimension's member rows once (a NULL member
+        // too): one dimension's rows hold the whole period.
+        sel.selection = Some(eq(col(MEMBER_DIM), string(&roll_up.dimension)));
+        sel.group_by = sqlparser::ast::GroupByExpr::Expressions(vec![col("period_start")], vec![]);
+        NamedQuery {
+            name: rel(&p.name),
+            query: select_query(sel),
+            deps: self.deps(vec![roll_up.source.clone()]),
+            shared: true,
+        }
+    }
+
+    fn period_aggregate(&self, a: &AggNode) -> NamedQuery {
+        let d = self.dialect;
+        let members = !a.by.is_empty();
+        if let Some(roll_up) = self.roll_ups.get(&a.name) {
+            return self.period_aggregate_rolled_up(a, roll_up);
+        }
+        // Plain sums and counts add up day by day: group the rows per day
+        // first (one cheap key), and compute periods from the daily
+        // totals, instead of truncating every row's date.
+        if !members && a.columns.iter().all(|c| single_sum_or_count(&c.measure)) {
+            return self.period_aggregate_by_day(a);
+        }
+        let period = if members {
+            col(ROW_PERIOD)
+        } else {
+            d.period_start(a.grain, col(DAY))
+        };
+        let columns = self.period_columns(a, &period);
+        // The partials of the period aggregate rolled up from this one.
+        let rolled_up: Vec<SelectItem> = self
+            .roll_ups
+            .values()
+            .filter(|r| r.source == rel(&a.name))
+            .flat_map(|r| r.partials.partials.iter().cloned())
+            .collect();
         let filtered: Vec<Expr> = columns.iter().map(|(_, f, _)| f.clone()).collect();
         let rows = if members {
             self.rows_with_members(a, Some(d.period_start(a.grain, col(DAY))), "g")
@@ -770,6 +927,7 @@ impl Renderer<'_> {
             for (alias, _, single) in columns {
                 projection.push(item(cast(single, d.double_type()), &alias));
             }
+            projection.extend(rolled_up);
             let mut sel = select(projection, vec![from(rows, vec![])]);
             sel.group_by = keys(&[]);
             select_query(sel)

@@ -136,6 +136,41 @@ pub(super) fn pre_group(columns: &[Expr], double: &DataType) -> Option<PreGroupe
     if distinct_counts < MIN_DISTINCT_COUNTS {
         return None;
     }
+    let split = split(columns, double, "__kpic_p");
+    Some(PreGrouped {
+        value: value?,
+        partials: split.partials,
+        columns: split.columns,
+    })
+}
+
+/// Columns as partial aggregates of a finer grouping and the aggregates
+/// that combine them into the columns.
+pub(super) struct Partials {
+    /// The partial aggregates, named `<prefix><i>`.
+    pub partials: Vec<SelectItem>,
+    /// The columns over the partials, in the order given.
+    pub columns: Vec<Expr>,
+}
+
+/// The columns of a period aggregate as partials that a member aggregate
+/// of the same scan and grain computes beside its own columns, and the
+/// aggregates that combine one dimension's member rows into the columns
+/// (`Renderer::roll_up_source`): no second pass over the rows. `None`
+/// unless every aggregate combines from partials and none is DISTINCT.
+pub(super) fn roll_up(columns: &[Expr], double: &DataType) -> Option<Partials> {
+    if parts(columns)?
+        .iter()
+        .any(|p| matches!(p, Part::Distinct(_)))
+    {
+        return None;
+    }
+    Some(split(columns, double, "__kpic_r"))
+}
+
+/// Rewrites every aggregate call of `columns` over partials named
+/// `<prefix><i>` (the calls are ones [`part`] accepts).
+fn split(columns: &[Expr], double: &DataType, prefix: &str) -> Partials {
     let mut partials = Vec::new();
     let columns = columns
         .iter()
@@ -145,23 +180,20 @@ pub(super) fn pre_group(columns: &[Expr], double: &DataType) -> Option<PreGroupe
                 if let Expr::Function(f) = e
                     && is_aggregate_name(&function_name(f))
                 {
-                    *e = combined(f, &mut partials, double);
+                    let mut add = |aggregate: Expr| partial(&mut partials, prefix, aggregate);
+                    *e = combined(f, &mut add, double);
                 }
                 ControlFlow::<()>::Continue(())
             });
             c
         })
         .collect();
-    Some(PreGrouped {
-        value: value?,
-        partials,
-        columns,
-    })
+    Partials { partials, columns }
 }
 
-/// Adds an inner partial (or finds the same one); returns the column that
-/// reads it.
-fn partial(partials: &mut Vec<SelectItem>, aggregate: Expr) -> Expr {
+/// Adds a partial (or finds the same one); returns the column that reads
+/// it.
+fn partial(partials: &mut Vec<SelectItem>, prefix: &str, aggregate: Expr) -> Expr {
     let existing = partials.iter().find_map(|p| match p {
         SelectItem::ExprWithAlias { expr, alias } if *expr == aggregate => {
             Some(alias.value.clone())
@@ -171,13 +203,13 @@ fn partial(partials: &mut Vec<SelectItem>, aggregate: Expr) -> Expr {
     if let Some(name) = existing {
         return col(&name);
     }
-    let name = format!("__kpic_p{}", partials.len());
+    let name = format!("{prefix}{}", partials.len());
     partials.push(item(aggregate, &name));
     col(&name)
 }
 
-/// `f` (an aggregate [`part`] accepts) over the partials it adds.
-fn combined(f: &Function, partials: &mut Vec<SelectItem>, double: &DataType) -> Expr {
+/// `f` (an aggregate [`part`] accepts) over the partials `partial` adds.
+fn combined(f: &Function, partial: &mut dyn FnMut(Expr) -> Expr, double: &DataType) -> Expr {
     let name = function_name(f);
     let distinct = matches!(&f.args, FunctionArguments::List(l)
         if l.duplicate_treatment == Some(DuplicateTreatment::Distinct));
@@ -190,7 +222,7 @@ fn combined(f: &Function, partials: &mut Vec<SelectItem>, double: &DataType) -> 
                 _ => unreachable!("count_star is a function call"),
             };
             occurrences.filter = Some(cond.clone());
-            let seen = partial(partials, Expr::Function(occurrences));
+            let seen = partial(Expr::Function(occurrences));
             count.filter = Some(Box::new(gt(seen, int(0))));
         }
         return Expr::Function(count);
@@ -201,8 +233,8 @@ fn combined(f: &Function, partials: &mut Vec<SelectItem>, double: &DataType) -> 
             sum.name = function("sum", vec![]).name;
             let mut count = f.clone();
             count.name = function("count", vec![]).name;
-            let sum = partial(partials, Expr::Function(sum));
-            let count = partial(partials, Expr::Function(count));
+            let sum = partial(Expr::Function(sum));
+            let count = partial(Expr::Function(count));
             // Parenthesized: it replaces a call inside a larger expression
             // (`x / avg(a)`), and the tree prints without precedence.
             paren(safe_div(
@@ -212,11 +244,11 @@ fn combined(f: &Function, partials: &mut Vec<SelectItem>, double: &DataType) -> 
         }
         // A count stays a count: BIGINT, not the wider type of a sum.
         "count" => cast(
-            func("sum", vec![partial(partials, Expr::Function(f.clone()))]),
+            func("sum", vec![partial(Expr::Function(f.clone()))]),
             DataType::BigInt(None),
         ),
         // sum, min, max combine with themselves.
-        _ => func(&name, vec![partial(partials, Expr::Function(f.clone()))]),
+        _ => func(&name, vec![partial(Expr::Function(f.clone()))]),
     }
 }
 
@@ -259,6 +291,36 @@ mod tests {
         assert!(pre(&[d, d, "stddev(a)"]).is_none());
         assert!(pre(&[d, d, "sum(DISTINCT a)"]).is_none());
         assert!(pre(&[d, d, "approx_count_distinct(a)"]).is_none());
+    }
+
+    #[test]
+    fn rolls_up_only_without_distinct_aggregates() {
+        let columns = |cs: &[&str]| cs.iter().map(|c| e(c)).collect::<Vec<_>>();
+        let double = crate::sql::build::double();
+        assert!(roll_up(&columns(&["count(DISTINCT c)", "sum(a)"]), &double).is_none());
+        assert!(roll_up(&columns(&["median(a)"]), &double).is_none());
+        let r = roll_up(
+            &columns(&["sum(a) FILTER (WHERE s = 1)", "avg(a)"]),
+            &double,
+        )
+        .unwrap();
+        let partials: Vec<String> = r.partials.iter().map(|i| i.to_string()).collect();
+        assert_eq!(
+            partials,
+            [
+                "sum(a) FILTER (WHERE s = 1) AS __kpic_r0",
+                "sum(a) AS __kpic_r1",
+                "count(a) AS __kpic_r2",
+            ]
+        );
+        let columns: Vec<String> = r.columns.iter().map(|c| c.to_string()).collect();
+        assert_eq!(
+            columns,
+            [
+                "sum(__kpic_r0)",
+                "(CAST(sum(__kpic_r1) AS DOUBLE) / nullif(sum(__kpic_r2), 0))",
+            ]
+        );
     }
 
     #[test]
