@@ -82,14 +82,19 @@ pub fn keyword_function(name: &str) -> Expr {
 }
 
 pub fn count_star() -> Expr {
-    Expr::Function(Function {
+    Expr::Function(count_star_call())
+}
+
+/// `count(*)` as a call (to give it a FILTER clause).
+pub fn count_star_call() -> Function {
+    Function {
         args: FunctionArguments::List(FunctionArgumentList {
             duplicate_treatment: None,
             args: vec![FunctionArg::Unnamed(FunctionArgExpr::Wildcard)],
             clauses: vec![],
         }),
         ..function("count", vec![])
-    })
+    }
 }
 
 pub fn binop(left: Expr, op: BinaryOperator, right: Expr) -> Expr {

@@ -34,7 +34,9 @@ use sqlparser::ast::{
 };
 
 use crate::semantic::aggregates::{function_name, is_aggregate_name};
-use crate::sql::build::{cast, col, count_star, func, function, gt, int, item, paren, safe_div};
+use crate::sql::build::{
+    cast, col, count_star_call, func, function, gt, int, item, paren, safe_div,
+};
 
 /// The inner step's column with the distinct counts' argument.
 pub(super) const DISTINCT_VALUE: &str = "__kpic_dv";
@@ -217,10 +219,7 @@ fn combined(f: &Function, partial: &mut dyn FnMut(Expr) -> Expr, double: &DataTy
         // A value counts if any of its rows passes the filter.
         let mut count = function("count", vec![col(DISTINCT_VALUE)]);
         if let Some(cond) = &f.filter {
-            let mut occurrences = match count_star() {
-                Expr::Function(c) => c,
-                _ => unreachable!("count_star is a function call"),
-            };
+            let mut occurrences = count_star_call();
             occurrences.filter = Some(cond.clone());
             let seen = partial(Expr::Function(occurrences));
             count.filter = Some(Box::new(gt(seen, int(0))));
