@@ -1,30 +1,36 @@
-//! Distinct counts by pre-grouping: the columns of one period aggregate →
-//! the same columns computed in two GROUP BYs, when that is cheaper.
+//! Period aggregates from partial aggregates of a finer grouping: the
+//! columns of one period aggregate → partials, and the aggregates that
+//! combine them into the same columns.
 //!
 //! In: the aggregate step's column expressions, filters already in FILTER
 //! clauses (`count(DISTINCT customer_id) FILTER (WHERE status = 'x')`).
-//! Out ([`pre_group`]): the distinct counts' argument `x`, the partial
-//! aggregates of an inner step grouped by the step's keys and `x`, and
-//! each column rewritten over those partials for an outer step grouped by
-//! the keys alone. `None` when the step does not qualify.
+//! Out: [`Partials`] (the partial aggregates and each column rewritten over
+//! them), for two plans, or `None` when the step does not qualify:
 //!
-//! Why: an engine computes every `DISTINCT` aggregate with a hash table of
-//! its own over every (group, value) pair, so two distinct counts of the
-//! same column (buyers and completed buyers, or a count and its
-//! like-for-like twin) cost two full passes. Grouped by (keys, `x`) first,
-//! each distinct count becomes a count of the inner rows whose partial
-//! says the value occurred under its filter: one hash table for all of
-//! them. DuckDB, 10M orders, customers and completed buyers by month:
-//! 1.7 s as two `count(DISTINCT …)`, 0.67 s pre-grouped (0.8 s, 2.4 s by
-//! month and channel). With a single distinct count the extra GROUP BY
-//! costs more than it saves (a single filtered count with four sums:
-//! 0.76 s as is, 1.29 s pre-grouped), so at least two are required.
+//! - [`pre_group`], distinct counts by pre-grouping: an inner step grouped
+//!   by the step's keys and the distinct counts' argument `x`, an outer one
+//!   by the keys alone. An engine computes every `DISTINCT` aggregate with
+//!   a hash table of its own over every (group, value) pair, so two
+//!   distinct counts of the same column (buyers and completed buyers, or a
+//!   count and its like-for-like twin) cost two full passes. Grouped by
+//!   (keys, `x`) first, each distinct count becomes a count of the inner
+//!   rows whose partial says the value occurred under its filter: one hash
+//!   table for all of them. DuckDB, 10M orders, customers and completed
+//!   buyers by month: 1.7 s as two `count(DISTINCT …)`, 0.67 s pre-grouped
+//!   (by month and channel: 2.4 s, 0.94 s). With a single distinct count
+//!   the extra GROUP BY costs more than it saves (a filtered distinct count
+//!   beside four sums: 0.76 s as is, 1.29 s pre-grouped), so at least two
+//!   are required.
+//! - [`roll_up`]: the partials of a period aggregate without distinct
+//!   counts, computed by the member aggregate of the same scan and grain
+//!   beside its own columns, so the period aggregate combines one
+//!   dimension's member rows instead of reading the rows again.
 //!
 //! Only aggregates that combine from partials qualify: `sum`, `count`,
-//! `min`, `max`, `avg` (as a sum and a count) and `count(DISTINCT x)` of
-//! the one `x`. Quantiles, medians, standard deviations, approximate
-//! counts and distinct aggregates of another argument keep the step as it
-//! is.
+//! `min`, `max`, `avg` (as a sum and a count) and, for pre-grouping,
+//! `count(DISTINCT x)` of the one `x`. Quantiles, medians, standard
+//! deviations, approximate counts and distinct aggregates of another
+//! argument keep the step as it is.
 
 use std::ops::ControlFlow;
 
